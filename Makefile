@@ -1,0 +1,43 @@
+# The two commands a newcomer needs:
+#   make run    install, migrate and start web + Celery worker + beat (http://127.0.0.1:8000/)
+#   make test   install the test dependencies and run the whole suite
+# Both are idempotent and need nothing but Python 3.11 on the machine.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PORT   ?= 8000
+BIN    := $(VENV)/bin
+
+.PHONY: run test install install-dev lint format bench-token bench-refresh clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/pip install -q -r requirements.txt
+
+install-dev: $(BIN)/python
+	$(BIN)/pip install -q -r requirements-dev.txt
+	./scripts/install-test-tools
+
+run: install
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py migrate --noinput
+	DEBUG=$${DEBUG:-1} $(BIN)/python manage.py import_starting_token
+	@echo ""
+	@echo "  tokenagent is starting: open http://127.0.0.1:$(PORT)/  (Ctrl-C stops web, worker and beat)"
+	@echo ""
+	DEBUG=$${DEBUG:-1} AGENT_PORT=$(PORT) SANDBOX_BASE_URL=$${SANDBOX_BASE_URL:-http://127.0.0.1:$(PORT)/sandbox} \
+	  PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/honcho -f Procfile.dev start
+
+test: install-dev
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
+
+lint: install-dev
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+format: install-dev
+	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+clean:
+	rm -rf var staticfiles

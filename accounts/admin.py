@@ -1,0 +1,38 @@
+from django.contrib import admin
+
+from accounts.models import (
+    AccessToken,
+    InstagramAccount,
+    Invite,
+    RefreshAttempt,
+    RefresherHeartbeat,
+)
+
+
+class AccessTokenInline(admin.StackedInline):
+    model = AccessToken
+    can_delete = False
+    # The ciphertext is never shown; the masked value is all a person sees here.
+    fields = ("masked", "issued_at", "expires_at", "refreshed_at", "version")
+    readonly_fields = fields
+
+
+@admin.register(InstagramAccount)
+class InstagramAccountAdmin(admin.ModelAdmin):
+    list_display = ("slug", "username", "status", "is_default", "updated_at")
+    list_filter = ("status",)
+    search_fields = ("slug", "username", "ig_user_id")
+    readonly_fields = ("ig_user_id", "app_scoped_id", "last_error", "last_error_at")
+    exclude = ("refresh_locked_until",)
+    inlines = [AccessTokenInline]
+
+
+@admin.register(RefreshAttempt)
+class RefreshAttemptAdmin(admin.ModelAdmin):
+    list_display = ("account", "started_at", "outcome", "trigger", "ig_code", "message")
+    list_filter = ("outcome", "trigger")
+    readonly_fields = [f.name for f in RefreshAttempt._meta.fields]
+
+
+admin.site.register(RefresherHeartbeat, list_display=("ran_at", "accounts_due", "accounts_queued"))
+admin.site.register(Invite, list_display=("note", "created_at", "expires_at", "used_at"))

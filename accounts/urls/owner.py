@@ -1,0 +1,7 @@
+from django.urls import path
+
+from accounts.views import owner
+
+urlpatterns = [
+    path("", owner.home, name="home"),
+]

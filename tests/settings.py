@@ -1,0 +1,25 @@
+"""Test settings: the real settings module, with test credentials and cheap hashing.
+
+DATABASE_URL / REDIS_URL in the environment select PostgreSQL and Redis (CI sets
+both); without them the suite runs on SQLite and the embedded broker/cache."""
+
+import os
+import tempfile
+
+os.environ.setdefault("SECRET_KEY", "test-only-secret-key-0123456789abcdefghijklmnopqrstuvwxyz")
+os.environ.setdefault("INSTAGRAM_APP_ID", "1234567890123456")
+os.environ.setdefault("INSTAGRAM_APP_SECRET", "test-app-secret")
+os.environ.setdefault("SECURE_SSL_REDIRECT", "False")
+# Each test run gets its own var/ (SQLite file, file cache, broker folders).
+os.environ.setdefault("TOKENAGENT_VAR_DIR", tempfile.mkdtemp(prefix="tokenagent-test-var-"))
+
+from tokenagent.settings import *  # noqa: E402,F403
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+if REDIS_URL:  # noqa: F405
+    CACHES["default"]["KEY_PREFIX"] = f"tokenagent-test-{os.getpid()}"  # noqa: F405

@@ -1,0 +1,289 @@
+"""The one settings module: every value comes from the environment (12-factor).
+
+Laptop and Heroku differ only by environment variables; tests override what they
+need in ``tests/settings.py``. Importing this module never touches the database
+or Redis (Heroku runs ``collectstatic`` at build time with no services).
+The names match ``PRODUCT.md``.
+"""
+
+import secrets
+import ssl
+from pathlib import Path
+
+import environ
+from django.core.exceptions import ImproperlyConfigured
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(environ.Env().str("TOKENAGENT_VAR_DIR", default=str(BASE_DIR / "var")))
+
+env = environ.Env()
+# A .env file is a convenience for local runs; real environment variables win.
+if (BASE_DIR / ".env").is_file():
+    environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+
+DEBUG = env.bool("DEBUG", default=False)
+
+
+def _dev_secret_key() -> str:
+    """A development key kept in var/ so web, worker and beat share it across restarts."""
+    path = VAR_DIR / "dev-secret-key"
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(secrets.token_urlsafe(50))
+    return path.read_text().strip()
+
+
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
+    SECRET_KEY = _dev_secret_key()
+
+# Heroku's router checks Host itself; '.herokuapp.com' covers Button apps whose
+# name is not known in advance. Locally only loopback names are accepted.
+ALLOWED_HOSTS = env.list(
+    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", ".herokuapp.com"]
+)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
+
+INSTALLED_APPS = [
+    "whitenoise.runserver_nostatic",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "corsheaders",
+    "accounts",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "corsheaders.middleware.CorsMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "tokenagent.urls"
+WSGI_APPLICATION = "tokenagent.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "accounts.context_processors.agent",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------------
+VAR_DIR.mkdir(parents=True, exist_ok=True)
+DATABASES = {
+    "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # web, worker and beat share one file: WAL lets readers run beside a writer,
+    # IMMEDIATE transactions avoid "database is locked" on lock upgrades.
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {
+            "timeout": 20,
+            "transaction_mode": "IMMEDIATE",
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        }
+    )
+else:
+    DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=600))
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: Celery broker and Django cache, or embedded equivalents -----------------
+REDIS_URL = env.str("REDIS_URL", default="")
+# Heroku Key-Value Store speaks TLS only, with a self-signed certificate.
+REDIS_TLS = REDIS_URL.startswith("rediss://")
+
+if REDIS_URL:
+    CELERY_BROKER_URL = REDIS_URL
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "tokenagent",
+            "OPTIONS": {"ssl_cert_reqs": None} if REDIS_TLS else {},
+        }
+    }
+    if REDIS_TLS:
+        CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_NONE}
+else:
+    # One machine, no services: Kombu's filesystem transport works across processes
+    # and survives restarts; the file cache is shared by web and worker.
+    BROKER_DIR = VAR_DIR / "broker"
+    for sub in ("queue", "control", "processed"):
+        (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_URL = "filesystem://"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(BROKER_DIR / "queue"),
+        "data_folder_out": str(BROKER_DIR / "queue"),
+        "control_folder": str(BROKER_DIR / "control"),
+        "processed_folder": str(BROKER_DIR / "processed"),
+    }
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+        }
+    }
+
+# --- Celery ---------------------------------------------------------------------
+CELERY_TIMEZONE = "UTC"
+CELERY_TASK_IGNORE_RESULT = True  # fire-and-forget; nothing fills Redis with results
+CELERY_RESULT_BACKEND = None
+CELERY_TASK_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+# A task whose process dies is delivered again; refresh tasks are idempotent.
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_SOFT_TIME_LIMIT = 120
+CELERY_TASK_TIME_LIMIT = 180  # well below Redis' one-hour visibility timeout
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 20  # Heroku kills 30 s after SIGTERM
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# How often beat looks for due accounts; which accounts are due is decided from the DB.
+REFRESH_TICK_SECONDS = env.int("REFRESH_TICK_SECONDS", default=15 * 60)
+CELERY_BEAT_SCHEDULE = {
+    # Every REFRESH_TICK_SECONDS (15 min): record a heartbeat and fan out one
+    # refresh task per due account.
+    "refresh-due-accounts": {
+        "task": "accounts.tasks.refresh_due_accounts",
+        "schedule": REFRESH_TICK_SECONDS,
+    },
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
+
+# --- Instagram ------------------------------------------------------------------
+INSTAGRAM_APP_ID = env.str("INSTAGRAM_APP_ID", default="")
+INSTAGRAM_APP_SECRET = env.str("INSTAGRAM_APP_SECRET", default="")
+INSTAGRAM_GRAPH_VERSION = env.str("INSTAGRAM_GRAPH_VERSION", default="v21.0")
+INSTAGRAM_CONNECT_TIMEOUT = env.float("INSTAGRAM_CONNECT_TIMEOUT", default=5.0)
+INSTAGRAM_READ_TIMEOUT = env.float("INSTAGRAM_READ_TIMEOUT", default=20.0)
+INSTAGRAM_USER_AGENT = env.str(
+    "INSTAGRAM_USER_AGENT",
+    default="tokenagent/0.1 (self-hosted Instagram token refresher; Django)",
+)
+INSTAGRAM_SCOPES = ["instagram_business_basic"]
+
+# The sandbox Instagram is mounted when no real app is configured, and never when
+# DEBUG is off (a production configuration cannot talk to a fake Instagram).
+SANDBOX_ENABLED = not INSTAGRAM_APP_ID and DEBUG
+PORT = env.int("PORT", default=8000)
+SANDBOX_BASE_URL = env.str("SANDBOX_BASE_URL", default=f"http://127.0.0.1:{PORT}/sandbox")
+if SANDBOX_ENABLED:
+    INSTAGRAM_APP_ID = "sandbox-app"
+    INSTAGRAM_APP_SECRET = INSTAGRAM_APP_SECRET or "sandbox-secret"
+    _ig_default = SANDBOX_BASE_URL
+    _authorize_default = "/sandbox/oauth/authorize"
+else:
+    _ig_default = ""
+    _authorize_default = "https://www.instagram.com/oauth/authorize"
+INSTAGRAM_AUTHORIZE_URL = env.str("INSTAGRAM_AUTHORIZE_URL", default=_authorize_default)
+INSTAGRAM_API_URL = env.str("INSTAGRAM_API_URL", default=_ig_default or "https://api.instagram.com")
+INSTAGRAM_GRAPH_URL = env.str(
+    "INSTAGRAM_GRAPH_URL", default=_ig_default or "https://graph.instagram.com"
+)
+
+# --- Owner, serving, refresh ----------------------------------------------------------
+OWNER_INSTAGRAM_USERNAMES = [
+    u.lower().lstrip("@") for u in env.list("OWNER_INSTAGRAM_USERNAMES", default=[])
+]
+ALLOWED_DOMAINS = env.str("ALLOWED_DOMAINS", default="")
+JS_CONSTANT_NAME = env.str("JS_CONSTANT_NAME", default="InstagramToken")
+REFRESH_FREQUENCY = env.str("REFRESH_FREQUENCY", default="weekly")
+if REFRESH_FREQUENCY not in ("daily", "weekly", "monthly"):
+    raise ImproperlyConfigured("REFRESH_FREQUENCY must be daily, weekly or monthly.")
+HIDE_HELP_PAGES = env.bool("HIDE_HELP_PAGES", default=False)
+STARTING_TOKEN = env.str("STARTING_TOKEN", default="")
+WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
+# Comma-separated Fernet keys, newest first; derived from SECRET_KEY when unset.
+TOKEN_ENCRYPTION_KEY = env.str("TOKEN_ENCRYPTION_KEY", default="")
+# Upper bound for Cache-Control max-age on token responses, in seconds.
+TOKEN_CACHE_MAX_AGE = env.int("TOKEN_CACHE_MAX_AGE", default=3600)
+
+# --- Alerts ---------------------------------------------------------------------------
+ALERT_EMAIL = env.list("ALERT_EMAIL", default=[])
+ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
+EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+vars().update(EMAIL_CONFIG)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="tokenagent@localhost")
+
+# --- Auth, sessions, security ------------------------------------------------------
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # the OAuth callback is a top-level GET from Instagram
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=not DEBUG)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=not DEBUG)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
+SECURE_REFERRER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+if DEBUG:
+    STORAGES["staticfiles"] = {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}
+
+# --- Logging: stdout, one line per event, tokens redacted ---------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "filters": {"redact": {"()": "tokenagent.redaction.RedactingFilter"}},
+    "formatters": {
+        "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "line",
+            "filters": ["redact"],
+        },
+    },
+    "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
+    "loggers": {
+        "django.server": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+        "urllib3": {"level": "WARNING"},
+    },
+}
