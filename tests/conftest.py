@@ -47,3 +47,6 @@ def account(db):
     from tests.factories import make_account
 
     return make_account(username="acme_bakery", slug="acme")
+
+
+pytest_plugins = ["tests.browser"]

@@ -23,3 +23,4 @@ STORAGES = {
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 if REDIS_URL:  # noqa: F405
     CACHES["default"]["KEY_PREFIX"] = f"tokenagent-test-{os.getpid()}"  # noqa: F405
+ROOT_URLCONF = "tests.urls"

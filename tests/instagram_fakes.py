@@ -1,0 +1,141 @@
+"""Instagram payloads and error shapes from instagram-api.md, for `responses`.
+
+Each function returns exactly what the real API sends (observed and documented
+variants), and ``register_*`` helpers wire whole flows onto a RequestsMock."""
+
+import re
+
+import responses
+
+API = "https://api.instagram.com"
+GRAPH = "https://graph.instagram.com"
+VERSION = "v21.0"
+
+SHORT_TOKEN = "IGAAFakeShort0a1b2c3"
+LONG_TOKEN = "IGAAFakeLongLived9z8y7x"
+REFRESHED_TOKEN = "IGAAFakeRefreshedLongLived42"
+USER_ID = "17841400000000001"
+APP_SCOPED_ID = "9876543210987654"
+SIXTY_DAYS = 5183944
+
+
+# --- Bodies -------------------------------------------------------------------
+
+
+def code_exchange_observed(
+    *, token=SHORT_TOKEN, user_id=27640875392278831, permissions=("instagram_business_basic",)
+):
+    """Flat body, numeric user_id, list permissions (section 2, observed)."""
+    return {"access_token": token, "user_id": user_id, "permissions": list(permissions)}
+
+
+def code_exchange_documented(
+    *, token=SHORT_TOKEN, user_id="8765432101234567", permissions="instagram_business_basic"
+):
+    """``data``-wrapped, string user_id, comma-separated permissions (section 2, guide)."""
+    return {"data": [{"access_token": token, "user_id": user_id, "permissions": permissions}]}
+
+
+def code_exchange_error(message="Matching code was not found or was already used"):
+    """The code-exchange endpoint's own flat error shape, with HTTP 400."""
+    return {"error_type": "OAuthException", "code": 400, "error_message": message}
+
+
+def long_lived(*, token=LONG_TOKEN, expires_in=SIXTY_DAYS):
+    return {"access_token": token, "token_type": "bearer", "expires_in": expires_in}
+
+
+def refreshed(*, token=REFRESHED_TOKEN, expires_in=SIXTY_DAYS):
+    return {"access_token": token, "token_type": "bearer", "expires_in": expires_in}
+
+
+def me(*, user_id=USER_ID, username="acme_bakery", app_scoped_id=APP_SCOPED_ID, wrapped=False):
+    body = {
+        "user_id": user_id,
+        "username": username,
+        "name": username.replace("_", " ").title(),
+        "account_type": "BUSINESS",
+        "media_count": 214,
+        "id": app_scoped_id,
+    }
+    return {"data": [body]} if wrapped else body
+
+
+def media_page(*, count=3, after=None, username="acme_bakery", start=0):
+    items = [
+        {
+            "id": f"180345678901{start + i:05d}",
+            "media_type": "IMAGE",
+            "caption": f"Post {start + i}",
+            "media_url": f"https://scontent.cdninstagram.com/v/fake{start + i}.jpg?oe=6823A1B2",
+            "permalink": f"https://www.instagram.com/p/DFake{start + i:04d}/",
+            "timestamp": "2025-03-14T09:26:53+0000",
+            "username": username,
+        }
+        for i in range(count)
+    ]
+    body = {"data": items, "paging": {"cursors": {"before": "QVFIUb", "after": "QVFIUa"}}}
+    if after:
+        body["paging"]["next"] = (
+            f"{GRAPH}/{VERSION}/{USER_ID}/media?access_token={LONG_TOKEN}&limit={count}&after={after}"
+        )
+    return body
+
+
+def graph_error(code, subcode=None, message=None, error_type="OAuthException", **extra):
+    """Graph's ``{"error": {...}}`` (section 7)."""
+    messages = {
+        190: "Error validating access token: Session has expired on Friday, 14-Mar-25 "
+        "02:00:00 PDT. The current time is Saturday, 15-Mar-25 10:00:00 PDT.",
+        4: "Application request limit reached",
+        17: "User request limit reached",
+        1: "An unknown error occurred",
+        2: "An unexpected error has occurred. Please retry your request later.",
+        10: "Application does not have permission for this action",
+        100: "Unsupported request - method type: post",
+    }
+    err = {
+        "message": message or messages.get(code, "Instagram error"),
+        "type": error_type,
+        "code": code,
+        "fbtrace_id": "AbCdEfFakeTrace1",
+    }
+    if subcode is not None:
+        err["error_subcode"] = subcode
+    err.update(extra)
+    return {"error": err}
+
+
+# --- URLs ---------------------------------------------------------------------
+
+CODE_EXCHANGE_URL = f"{API}/oauth/access_token"
+LONG_LIVED_URL = f"{GRAPH}/access_token"
+REFRESH_URL = f"{GRAPH}/refresh_access_token"
+ME_URL = re.compile(rf"^{re.escape(GRAPH)}/{re.escape(VERSION)}/me(\?.*)?$")
+MEDIA_URL = re.compile(rf"^{re.escape(GRAPH)}/{re.escape(VERSION)}/me/media(\?.*)?$")
+
+
+# --- Flows --------------------------------------------------------------------
+
+
+def register_login(
+    rsps: responses.RequestsMock,
+    *,
+    username="acme_bakery",
+    user_id=USER_ID,
+    shape="observed",
+    long_token=LONG_TOKEN,
+):
+    """Code exchange -> long-lived exchange -> /me, all succeeding."""
+    body = code_exchange_observed() if shape == "observed" else code_exchange_documented()
+    rsps.add(responses.POST, CODE_EXCHANGE_URL, json=body)
+    rsps.add(responses.GET, LONG_LIVED_URL, json=long_lived(token=long_token))
+    rsps.add(
+        responses.GET,
+        ME_URL,
+        json=me(user_id=user_id, username=username, wrapped=shape == "documented"),
+    )
+
+
+def register_refresh(rsps: responses.RequestsMock, *, token=REFRESHED_TOKEN, status=200, body=None):
+    rsps.add(responses.GET, REFRESH_URL, json=body or refreshed(token=token), status=status)
