@@ -1,0 +1,1 @@
+"""Everything that reads, one module per area: dashboard, refresh, serving."""
