@@ -1,19 +1,81 @@
 """The served copy of each account's token lives in the Django cache (shared by
 web and worker) so the token endpoints do not query the database on every hit.
 
-Writers call :func:`invalidate` after commit; readers rebuild on a miss."""
+What an entry holds is decided by ``accounts.selectors.serving``; this module only
+knows the keys. Readers rebuild on a miss. Writers drop entries after commit:
+
+- ``token_store`` calls :func:`invalidate` for every token write;
+- any code that changes an account's status (needs_reconnect, disconnected,
+  active again), slug, ``is_default``, ``allowed_domains`` or deletes it must
+  call ``invalidate(account)`` after commit (``transaction.on_commit``). Saves
+  through the ORM (``Model.save()``/``delete()``, the admin) are covered by the
+  receivers below; queryset ``.update()`` calls are not and must call it.
+"""
 
 from django.core.cache import cache
+from django.db import transaction
+from django.db.models.signals import post_delete, post_save
+from django.dispatch import receiver
 
-from accounts.models import InstagramAccount
+from accounts.models import AccessToken, InstagramAccount
 
 DEFAULT_KEY = "token:__default__"
+# Entries are rebuilt at least this often even if an invalidation was missed (seconds).
+ENTRY_TTL = 600
 
 
 def key_for(slug: str) -> str:
     return f"token:slug:{slug}"
 
 
-def invalidate(account: InstagramAccount) -> None:
-    """Drop the cached copies that may serve ``account`` (by slug and as default)."""
-    cache.delete_many([key_for(account.slug), DEFAULT_KEY])
+def _index_key(account_id: int) -> str:
+    # The keys an account's entries were stored under (its slug may change later).
+    return f"token:index:{account_id}"
+
+
+def get(key: str):
+    return cache.get(key)
+
+
+def store(key: str, entry, *, timeout: int, account_id: int | None = None) -> None:
+    cache.set(key, entry, timeout)
+    if account_id is not None and key != DEFAULT_KEY:
+        index_key = _index_key(account_id)
+        known = cache.get(index_key) or []
+        if key not in known:
+            cache.set(index_key, [*known, key][-8:], 2 * ENTRY_TTL)
+
+
+def delete(key: str) -> None:
+    cache.delete(key)
+
+
+def invalidate_account_id(account_id: int | None, *, slugs: tuple[str, ...] = ()) -> None:
+    keys = {DEFAULT_KEY, *(key_for(s) for s in slugs)}
+    if account_id is not None:
+        keys.update(cache.get(_index_key(account_id)) or ())
+    cache.delete_many(sorted(keys))
+
+
+def invalidate(account: InstagramAccount, *, slugs: tuple[str, ...] = ()) -> None:
+    """Drop every cached copy that may serve ``account``: by its slug (current and
+    any earlier one it was served under, plus ``slugs``) and as the default."""
+    invalidate_account_id(account.pk, slugs=(account.slug, *slugs))
+
+
+def _on_commit_invalidate(account_id: int | None, slug: str | None) -> None:
+    slugs = (slug,) if slug else ()
+    transaction.on_commit(lambda: invalidate_account_id(account_id, slugs=slugs))
+
+
+@receiver(post_save, sender=InstagramAccount, dispatch_uid="token_cache_account_saved")
+@receiver(post_delete, sender=InstagramAccount, dispatch_uid="token_cache_account_deleted")
+def _account_changed(sender, instance: InstagramAccount, **kwargs) -> None:
+    # Values are read now: after a delete the instance's pk is None by commit time.
+    _on_commit_invalidate(instance.pk, instance.slug)
+
+
+@receiver(post_save, sender=AccessToken, dispatch_uid="token_cache_token_saved")
+@receiver(post_delete, sender=AccessToken, dispatch_uid="token_cache_token_deleted")
+def _token_changed(sender, instance: AccessToken, **kwargs) -> None:
+    _on_commit_invalidate(instance.account_id, None)

@@ -210,6 +210,10 @@ OWNER_INSTAGRAM_USERNAMES = [
     u.lower().lstrip("@") for u in env.list("OWNER_INSTAGRAM_USERNAMES", default=[])
 ]
 ALLOWED_DOMAINS = env.str("ALLOWED_DOMAINS", default="")
+# The token URLs do their own CORS (accounts/cors.py: ALLOWED_DOMAINS, narrowed per
+# account, which the middleware cannot do); django-cors-headers stays off them and,
+# with no allowed origins configured, grants nothing elsewhere.
+CORS_URLS_REGEX = r"^/(?!token(?:[./]|$))"
 JS_CONSTANT_NAME = env.str("JS_CONSTANT_NAME", default="InstagramToken")
 REFRESH_FREQUENCY = env.str("REFRESH_FREQUENCY", default="weekly")
 if REFRESH_FREQUENCY not in ("daily", "weekly", "monthly"):

@@ -1,0 +1,37 @@
+"""The owner's preview: the account's feed rendered by Instafeed.js (from the
+public CDN, with its integrity hash, as on a user's site) through the agent's own
+``.js`` snippet, beside the code to paste."""
+
+from django.conf import settings
+from django.http import Http404
+from django.shortcuts import render
+
+from accounts.models import InstagramAccount
+from accounts.permissions import owner_required
+from accounts.selectors import serving
+
+REAL_GRAPH_URL = "https://graph.instagram.com"
+
+
+@owner_required
+def token_preview(request, slug: str):
+    account = InstagramAccount.objects.filter(slug=slug).first()
+    if account is None:
+        raise Http404("No such account.")
+    entry = serving.served_token(slug)
+    graph_url = settings.INSTAGRAM_GRAPH_URL.rstrip("/")
+    return render(
+        request,
+        "accounts/preview.html",
+        {
+            "account": account,
+            "entry": entry,
+            "usable": entry["state"] == serving.OK,
+            "js_name": settings.JS_CONSTANT_NAME,
+            "instafeed_src": serving.INSTAFEED_CDN_URL,
+            "instafeed_integrity": serving.INSTAFEED_INTEGRITY,
+            # Instafeed.js always calls graph.instagram.com; when the agent points at
+            # another Graph server (the sandbox), the preview redirects its calls there.
+            "graph_url": graph_url if graph_url != REAL_GRAPH_URL else "",
+        },
+    )
