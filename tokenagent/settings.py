@@ -186,6 +186,21 @@ INSTAGRAM_USER_AGENT = env.str(
 )
 INSTAGRAM_SCOPES = ["instagram_business_basic"]
 
+# The refresh engine (accounts/services/refresh.py, accounts/tasks.py).
+# A refresh claims its account for this long; above the HTTP timeouts and the
+# task soft time limit, so a killed worker's claim lapses and the next try runs.
+REFRESH_LOCK_SECONDS = env.int("REFRESH_LOCK_SECONDS", default=150)
+# Refresh when a token expires within this window, whatever its frequency says.
+REFRESH_SAFETY_WINDOW_DAYS = env.int("REFRESH_SAFETY_WINDOW_DAYS", default=7)
+# Transient failures: exponential backoff with full jitter, base * 2**n seconds, capped.
+REFRESH_RETRY_BACKOFF_BASE = env.int("REFRESH_RETRY_BACKOFF_BASE", default=60)
+REFRESH_RETRY_BACKOFF_MAX = env.int("REFRESH_RETRY_BACKOFF_MAX", default=900)
+REFRESH_MAX_RETRIES = env.int("REFRESH_MAX_RETRIES", default=5)
+REFRESH_MALFORMED_MAX_RETRIES = env.int("REFRESH_MALFORMED_MAX_RETRIES", default=3)
+# After a failure, beat leaves the account to the task's own retries this long.
+REFRESH_FAILURE_COOLDOWN_SECONDS = env.int("REFRESH_FAILURE_COOLDOWN_SECONDS", default=3600)
+REFRESH_HISTORY_DAYS = env.int("REFRESH_HISTORY_DAYS", default=90)
+ALERT_REPEAT_SECONDS = env.int("ALERT_REPEAT_SECONDS", default=24 * 3600)
 # The sandbox Instagram is mounted when no real app is configured, and never when
 # DEBUG is off (a production configuration cannot talk to a fake Instagram).
 SANDBOX_ENABLED = not INSTAGRAM_APP_ID and DEBUG

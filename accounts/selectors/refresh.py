@@ -1,11 +1,28 @@
-"""Reads about the refresher: its heartbeat (more in the refresh engine)."""
+"""Reads about the refresher: what is due, its heartbeat, each account's health."""
 
+from __future__ import annotations
+
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db.models import Q
 from django.utils import timezone
 
-from accounts.models import RefresherHeartbeat
+from accounts.models import AccessToken, InstagramAccount, RefreshAttempt, RefresherHeartbeat
+from accounts.services.refresh import (
+    MIN_TOKEN_AGE,
+    safety_window,
+    token_is_due,
+    token_next_refresh_at,
+)
+
+# Per-account health, as /healthz and the dashboard say it.
+OK = "ok"
+EXPIRING = "expiring"
+NEEDS_RECONNECT = "needs_reconnect"
+DISCONNECTED = "disconnected"
+UNHEALTHY = {EXPIRING, NEEDS_RECONNECT}
 
 
 def heartbeat_last() -> RefresherHeartbeat | None:
@@ -18,3 +35,133 @@ def heartbeat_is_stale(*, now: datetime | None = None) -> bool:
     last = heartbeat_last()
     limit = timedelta(seconds=2 * settings.REFRESH_TICK_SECONDS)
     return last is None or now - last.ran_at > limit
+
+
+def accounts_due_for_refresh(
+    *, now: datetime | None = None, include_cooling_down: bool = False
+) -> list[InstagramAccount]:
+    """Accounts whose token :func:`token_is_due` now, oldest expiry first.
+
+    Beat leaves out accounts another refresh holds (``refresh_locked_until`` in the
+    future) and accounts that failed within ``REFRESH_FAILURE_COOLDOWN_SECONDS``
+    (their task is still retrying with backoff; a second chain would only double
+    the calls). The database narrows the candidates; :func:`token_is_due` decides.
+    """
+    now = now or timezone.now()
+    candidates = (
+        InstagramAccount.objects.filter(
+            status=InstagramAccount.Status.ACTIVE,
+            access_token__issued_at__lte=now - MIN_TOKEN_AGE,
+            access_token__expires_at__gt=now,
+        )
+        .filter(Q(refresh_locked_until__isnull=True) | Q(refresh_locked_until__lt=now))
+        .select_related("access_token")
+        .defer("access_token__ciphertext")
+        .order_by("access_token__expires_at", "pk")
+    )
+    if not include_cooling_down:
+        cooldown = timedelta(seconds=settings.REFRESH_FAILURE_COOLDOWN_SECONDS)
+        candidates = candidates.filter(
+            Q(last_error_at__isnull=True) | Q(last_error_at__lt=now - cooldown)
+        )
+    return [a for a in candidates if token_is_due(token=a.access_token, account=a, now=now)]
+
+
+def next_refresh_at(*, account: InstagramAccount) -> datetime | None:
+    """When the schedule will next refresh ``account`` (None: it will not)."""
+    if account.status != InstagramAccount.Status.ACTIVE:
+        return None
+    token = AccessToken.objects.filter(account=account).first()
+    if token is None:
+        return None
+    return token_next_refresh_at(token=token, account=account)
+
+
+def account_health(*, account: InstagramAccount, token: AccessToken | None, now: datetime) -> str:
+    """``ok`` / ``expiring`` (within the safety window) / ``needs_reconnect``
+    (Instagram refused the token, or it is missing or expired) / ``disconnected``."""
+    if account.status == InstagramAccount.Status.DISCONNECTED:
+        return DISCONNECTED
+    if account.status == InstagramAccount.Status.NEEDS_RECONNECT or token is None:
+        return NEEDS_RECONNECT
+    if token.expires_at <= now:
+        return NEEDS_RECONNECT
+    if token.expires_at - now <= safety_window():
+        return EXPIRING
+    return OK
+
+
+def accounts_health(*, now: datetime | None = None) -> dict[str, str]:
+    """Every account's health by slug (never a token)."""
+    now = now or timezone.now()
+    accounts = InstagramAccount.objects.only("slug", "status").order_by("slug")
+    expiries = dict(AccessToken.objects.values_list("account_id", "expires_at"))
+    result = {}
+    for account in accounts:
+        expires_at = expiries.get(account.pk)
+        token = AccessToken(account_id=account.pk, expires_at=expires_at) if expires_at else None
+        result[account.slug] = account_health(account=account, token=token, now=now)
+    return result
+
+
+@dataclass(frozen=True)
+class HeartbeatStatus:
+    last_run: datetime | None
+    age_seconds: int | None
+    stale: bool
+    period_seconds: int
+
+
+def heartbeat_status(*, now: datetime | None = None) -> HeartbeatStatus:
+    now = now or timezone.now()
+    last = heartbeat_last()
+    age = int((now - last.ran_at).total_seconds()) if last else None
+    return HeartbeatStatus(
+        last_run=last.ran_at if last else None,
+        age_seconds=age,
+        stale=heartbeat_is_stale(now=now),
+        period_seconds=settings.REFRESH_TICK_SECONDS,
+    )
+
+
+@dataclass(frozen=True)
+class AccountRefreshInfo:
+    """What the account page shows about refreshing (no token value)."""
+
+    token: AccessToken | None
+    health: str
+    expired: bool
+    next_refresh_at: datetime | None
+    due: bool
+    refreshing: bool
+    last_attempt: RefreshAttempt | None
+    last_success: RefreshAttempt | None
+    heartbeat: HeartbeatStatus
+
+
+def account_refresh_info(
+    *, account: InstagramAccount, now: datetime | None = None
+) -> AccountRefreshInfo:
+    now = now or timezone.now()
+    token = AccessToken.objects.filter(account=account).defer("ciphertext").first()
+    attempts = RefreshAttempt.objects.filter(account=account).order_by("-started_at")
+    return AccountRefreshInfo(
+        token=token,
+        health=account_health(account=account, token=token, now=now),
+        expired=bool(token and token.expires_at <= now),
+        next_refresh_at=(
+            token_next_refresh_at(token=token, account=account)
+            if token and account.status == InstagramAccount.Status.ACTIVE
+            else None
+        ),
+        due=token_is_due(token=token, account=account, now=now),
+        refreshing=bool(account.refresh_locked_until and account.refresh_locked_until > now),
+        last_attempt=attempts.first(),
+        last_success=attempts.filter(outcome=RefreshAttempt.Outcome.SUCCESS).first(),
+        heartbeat=heartbeat_status(now=now),
+    )
+
+
+def refresh_history(*, account: InstagramAccount, limit: int = 20) -> list[RefreshAttempt]:
+    """The account's most recent refresh attempts, newest first."""
+    return list(RefreshAttempt.objects.filter(account=account).order_by("-started_at")[:limit])

@@ -1,0 +1,474 @@
+"""The refresh engine: decide what is due, refresh one account safely, keep house.
+
+Rules (instagram-api.md section 4 and PRODUCT.md "Refresh"):
+
+- A long-lived token can be refreshed only when it is at least 24 hours old and
+  not expired; the new one is valid 60 days from the refresh. We refresh on the
+  account's schedule (``REFRESH_FREQUENCY`` or the per-account override) and in
+  any case once it expires within ``REFRESH_SAFETY_WINDOW_DAYS``.
+- One refresh per account at a time: a refresh claims the account by moving
+  ``refresh_locked_until`` forward in one conditional UPDATE (works on SQLite and
+  PostgreSQL, no transaction held open) and gives the claim back when done. A
+  killed worker's claim lapses after ``REFRESH_LOCK_SECONDS``.
+- No transaction is open during the HTTP call. The new token, its expiry, the
+  account status, the history row and the release of the claim are committed
+  together; until then the old token stays stored and served.
+- Errors are classified by the typed client errors. Permanent ones (invalid
+  token, lost permission, configuration) are settled here; retryable ones
+  (transient, rate limit, malformed answer) are recorded and re-raised so the
+  Celery task can schedule the retry; :func:`token_refresh_give_up` settles
+  them once the retries are spent.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts import alerts, instagram, token_cache
+from accounts.crypto import InvalidToken
+from accounts.models import AccessToken, InstagramAccount, RefreshAttempt, RefresherHeartbeat
+from accounts.services.tokens import token_store
+from tokenagent.redaction import redact
+
+logger = logging.getLogger(__name__)
+
+# Instagram refuses to refresh a token younger than this (instagram-api.md section 4).
+MIN_TOKEN_AGE = timedelta(hours=24)
+
+Outcome = RefreshAttempt.Outcome
+Trigger = RefreshAttempt.Trigger
+
+
+class RefreshInProgress(Exception):  # noqa: N818 (a state, not a failure)
+    """Another worker, the command or the hook holds this account's claim."""
+
+    def __init__(self, account: InstagramAccount, locked_until: datetime | None) -> None:
+        self.account_id = account.pk
+        self.locked_until = locked_until
+        super().__init__(f"a refresh of {account.slug} is already running")
+
+
+# --- Due decision ------------------------------------------------------------------------
+
+
+def safety_window() -> timedelta:
+    return timedelta(days=settings.REFRESH_SAFETY_WINDOW_DAYS)
+
+
+def token_last_renewed_at(*, token: AccessToken) -> datetime:
+    """When the token was last issued or refreshed: the schedule counts from here."""
+    return max(token.issued_at, token.refreshed_at or token.issued_at)
+
+
+def token_is_due(*, token: AccessToken | None, account: InstagramAccount, now: datetime) -> bool:
+    """The one due decision.
+
+    Due = the account is active, the token is at least 24 h old and unexpired, and
+    either its refresh interval has passed since it was last issued/refreshed or it
+    expires within the safety window.
+    """
+    if token is None or account.status != InstagramAccount.Status.ACTIVE:
+        return False
+    if now - token.issued_at < MIN_TOKEN_AGE or token.expires_at <= now:
+        return False
+    if now >= token_last_renewed_at(token=token) + account.refresh_interval:
+        return True
+    return token.expires_at - now <= safety_window()
+
+
+def token_next_refresh_at(*, token: AccessToken, account: InstagramAccount) -> datetime:
+    """When :func:`token_is_due` first turns true (may be in the past when overdue)."""
+    on_schedule = token_last_renewed_at(token=token) + account.refresh_interval
+    in_window = token.expires_at - safety_window()
+    earliest = token.issued_at + MIN_TOKEN_AGE
+    return max(min(on_schedule, in_window), earliest)
+
+
+# --- The claim -----------------------------------------------------------------------------
+
+
+def account_refresh_claim(*, account: InstagramAccount, now: datetime) -> datetime | None:
+    """Claim ``account`` for one refresh; returns the claim's expiry, or None when
+    someone else holds a live claim. One conditional UPDATE, checked by row count."""
+    until = now + timedelta(seconds=settings.REFRESH_LOCK_SECONDS)
+    claimed = (
+        InstagramAccount.objects.filter(pk=account.pk)
+        .filter(Q(refresh_locked_until__isnull=True) | Q(refresh_locked_until__lt=now))
+        .update(refresh_locked_until=until)
+    )
+    return until if claimed else None
+
+
+def account_refresh_release(*, account: InstagramAccount, claim: datetime) -> None:
+    """Give the claim back, unless it already lapsed and someone else took it."""
+    InstagramAccount.objects.filter(pk=account.pk, refresh_locked_until=claim).update(
+        refresh_locked_until=None
+    )
+
+
+# --- One refresh ---------------------------------------------------------------------------
+
+
+def _record(
+    *,
+    account: InstagramAccount,
+    outcome: str,
+    trigger: str,
+    started_at: datetime,
+    attempt: int,
+    error: instagram.InstagramError | None = None,
+    message: str = "",
+) -> RefreshAttempt:
+    return RefreshAttempt.objects.create(
+        account=account,
+        outcome=outcome,
+        trigger=trigger,
+        started_at=started_at,
+        finished_at=timezone.now(),
+        attempt=attempt,
+        error_class=type(error).__name__ if error else "",
+        ig_code=error.code if error else None,
+        ig_subcode=error.subcode if error else None,
+        message=redact(error.describe() if error else message)[:2000],
+    )
+
+
+def _skip(
+    *, account: InstagramAccount, trigger: str, now: datetime, message: str, record: bool
+) -> RefreshAttempt:
+    attempt = RefreshAttempt(
+        account=account,
+        outcome=Outcome.SKIPPED,
+        trigger=trigger,
+        started_at=now,
+        finished_at=now,
+        message=message,
+    )
+    if record:
+        attempt.save()
+    return attempt
+
+
+def _set_error(*, account: InstagramAccount, error: instagram.InstagramError, **fields) -> None:
+    InstagramAccount.objects.filter(pk=account.pk).update(
+        last_error=redact(error.describe())[:2000],
+        last_error_at=timezone.now(),
+        updated_at=timezone.now(),
+        **fields,
+    )
+    if "status" in fields:
+        # The served entry carries the status (a needs_reconnect token is not served).
+        transaction.on_commit(lambda: token_cache.invalidate(account))
+
+
+_CLASS_OUTCOMES: list[tuple[type[instagram.InstagramError], str]] = [
+    (instagram.InstagramRateLimitError, Outcome.RATE_LIMITED),
+    (instagram.InstagramTransientError, Outcome.TRANSIENT),
+    (instagram.InstagramMalformedResponseError, Outcome.MALFORMED),
+    (instagram.InstagramAuthError, Outcome.INVALID_TOKEN),
+    (instagram.InstagramPermissionError, Outcome.PERMISSION),
+    (instagram.InstagramConfigurationError, Outcome.CONFIGURATION),
+    (instagram.InstagramError, Outcome.ERROR),
+]
+
+
+def outcome_for(error: instagram.InstagramError) -> str:
+    for cls, outcome in _CLASS_OUTCOMES:
+        if isinstance(error, cls):
+            return outcome
+    return Outcome.ERROR  # pragma: no cover (InstagramError is last in the table)
+
+
+def is_retryable(error: instagram.InstagramError) -> bool:
+    """Transient, rate-limited and malformed answers are worth another try."""
+    return error.retryable
+
+
+def token_refresh(
+    *,
+    account: InstagramAccount,
+    trigger: str = Trigger.BEAT,
+    force: bool = False,
+    now: datetime | None = None,
+    attempt: int = 1,
+) -> RefreshAttempt:
+    """Refresh ``account``'s token if it is due (or ``force``), safely.
+
+    Returns the attempt (saved, except for the no-op "not due", which is not an
+    attempt and is returned unsaved). Raises :class:`RefreshInProgress` when
+    another refresh holds the claim, and re-raises retryable Instagram errors
+    (:class:`~accounts.instagram.InstagramTransientError`,
+    :class:`~accounts.instagram.InstagramMalformedResponseError`) after recording
+    them, for the caller to retry or give up (:func:`token_refresh_give_up`).
+    Permanent errors are settled here and returned as the attempt.
+    """
+    now = now or timezone.now()
+    account.refresh_from_db()
+    if account.status == InstagramAccount.Status.DISCONNECTED:
+        return _skip(
+            account=account,
+            trigger=trigger,
+            now=now,
+            message="The account is disconnected; it is not refreshed.",
+            record=force,
+        )
+    if account.status == InstagramAccount.Status.NEEDS_RECONNECT and not force:
+        return _skip(
+            account=account,
+            trigger=trigger,
+            now=now,
+            message="The account needs to be reconnected.",
+            record=False,
+        )
+    claim = account_refresh_claim(account=account, now=now)
+    if claim is None:
+        locked_until = (
+            InstagramAccount.objects.filter(pk=account.pk)
+            .values_list("refresh_locked_until", flat=True)
+            .first()
+        )
+        raise RefreshInProgress(account, locked_until)
+    try:
+        return _refresh_claimed(
+            account=account, trigger=trigger, force=force, now=now, attempt=attempt, claim=claim
+        )
+    finally:
+        # On success the claim is released inside the commit; this covers every
+        # other way out (errors, SoftTimeLimitExceeded, a database failure).
+        account_refresh_release(account=account, claim=claim)
+
+
+def _refresh_claimed(
+    *,
+    account: InstagramAccount,
+    trigger: str,
+    force: bool,
+    now: datetime,
+    attempt: int,
+    claim: datetime,
+) -> RefreshAttempt:
+    # Re-read under the claim: another refresh may have finished a moment ago.
+    token = AccessToken.objects.filter(account=account).first()
+    if token is None:
+        return _skip(
+            account=account,
+            trigger=trigger,
+            now=now,
+            message="The account has no token; connect it again.",
+            record=True,
+        )
+    if not force and not token_is_due(token=token, account=account, now=now):
+        next_at = token_next_refresh_at(token=token, account=account)
+        return _skip(
+            account=account,
+            trigger=trigger,
+            now=now,
+            message=f"Not due (next refresh {next_at:%Y-%m-%d %H:%M} UTC).",
+            record=False,
+        )
+    try:
+        current = token.value
+    except InvalidToken as exc:
+        error = instagram.InstagramConfigurationError(
+            f"The stored token cannot be decrypted ({type(exc).__name__}); "
+            "check TOKEN_ENCRYPTION_KEY/SECRET_KEY."
+        )
+        return _settle_permanent(
+            account=account, trigger=trigger, now=now, attempt=attempt, error=error
+        )
+
+    try:
+        grant = instagram.refresh_long_lived(access_token=current)
+    except instagram.InstagramTokenTooYoungError as exc:
+        logger.info("refresh of %s skipped: Instagram says the token is too young", account.slug)
+        return _record(
+            account=account,
+            outcome=Outcome.SKIPPED,
+            trigger=trigger,
+            started_at=now,
+            attempt=attempt,
+            error=exc,
+        )
+    except instagram.InstagramError as exc:
+        if is_retryable(exc):
+            logger.warning(
+                "refresh of %s failed (%s, attempt %s): %s",
+                account.slug,
+                type(exc).__name__,
+                attempt,
+                exc.describe(),
+            )
+            with transaction.atomic():
+                _record(
+                    account=account,
+                    outcome=outcome_for(exc),
+                    trigger=trigger,
+                    started_at=now,
+                    attempt=attempt,
+                    error=exc,
+                )
+                _set_error(account=account, error=exc)
+            raise
+        return _settle_permanent(
+            account=account, trigger=trigger, now=now, attempt=attempt, error=exc
+        )
+
+    with transaction.atomic():
+        stored = token_store(
+            account=account,
+            access_token=grant.access_token,
+            expires_at=grant.expires_at,
+            issued_at=timezone.now(),
+            permissions=grant.permissions,
+            refreshed=True,
+            expected_version=token.version,
+        )
+        if stored is None:
+            # A reconnect or another writer stored a newer token meanwhile: theirs wins.
+            return _skip(
+                account=account,
+                trigger=trigger,
+                now=now,
+                message="A newer token was stored while this refresh ran; kept it.",
+                record=True,
+            )
+        InstagramAccount.objects.filter(pk=account.pk).update(
+            status=InstagramAccount.Status.ACTIVE,
+            last_error="",
+            last_error_at=None,
+            refresh_locked_until=None,
+            updated_at=timezone.now(),
+        )
+        result = _record(
+            account=account,
+            outcome=Outcome.SUCCESS,
+            trigger=trigger,
+            started_at=now,
+            attempt=attempt,
+            message=f"Refreshed; expires {grant.expires_at:%Y-%m-%d %H:%M} UTC.",
+        )
+        alerts.alert_clear(key=alerts.refresh_failed_key(account))
+        alerts.alert_clear(key=alerts.expiring_key(account))
+    logger.info("refreshed token of %s (expires %s)", account.slug, grant.expires_at.isoformat())
+    return result
+
+
+def _settle_permanent(
+    *,
+    account: InstagramAccount,
+    trigger: str,
+    now: datetime,
+    attempt: int,
+    error: instagram.InstagramError,
+) -> RefreshAttempt:
+    """Invalid token / lost permission: needs_reconnect and alert now. Configuration
+    and unknown errors: no retry, alert now, the account stays active."""
+    outcome = outcome_for(error)
+    reconnect = isinstance(error, instagram.InstagramAuthError | instagram.InstagramPermissionError)
+    logger.warning(
+        "refresh of %s failed for good (%s): %s", account.slug, outcome, error.describe()
+    )
+    with transaction.atomic():
+        result = _record(
+            account=account,
+            outcome=outcome,
+            trigger=trigger,
+            started_at=now,
+            attempt=attempt,
+            error=error,
+        )
+        if reconnect:
+            _set_error(account=account, error=error, status=InstagramAccount.Status.NEEDS_RECONNECT)
+        else:
+            _set_error(account=account, error=error)
+        alerts.alert_refresh_failed(account=account, error=error, needs_reconnect=reconnect)
+    return result
+
+
+def token_refresh_give_up(
+    *, account: InstagramAccount, error: instagram.InstagramError, attempts: int
+) -> None:
+    """The retries for a retryable error are spent: tell the owner (once).
+
+    The account stays active and keeps its token; beat tries again after
+    ``REFRESH_FAILURE_COOLDOWN_SECONDS``."""
+    logger.error(
+        "refresh of %s failed for good after %s attempts: %s",
+        account.slug,
+        attempts,
+        error.describe(),
+    )
+    with transaction.atomic():
+        _set_error(account=account, error=error)
+        alerts.alert_refresh_failed(
+            account=account, error=error, needs_reconnect=False, attempts=attempts
+        )
+
+
+# --- Housekeeping, once per tick ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TickResult:
+    heartbeat: RefresherHeartbeat
+    due: list[int]
+    pruned_attempts: int
+    pruned_heartbeats: int
+
+
+def refresher_heartbeat_record(*, now: datetime, accounts_due: int = 0) -> RefresherHeartbeat:
+    return RefresherHeartbeat.objects.create(ran_at=now, accounts_due=accounts_due)
+
+
+def refresher_heartbeat_set_queued(*, heartbeat: RefresherHeartbeat, queued: int) -> None:
+    RefresherHeartbeat.objects.filter(pk=heartbeat.pk).update(accounts_queued=queued)
+
+
+def refresh_history_prune(*, now: datetime) -> tuple[int, int]:
+    """Drop refresh attempts older than REFRESH_HISTORY_DAYS and heartbeats older
+    than a week (keeps the tables small; one tick every 15 min is ~700 rows/week)."""
+    attempts, _ = RefreshAttempt.objects.filter(
+        started_at__lt=now - timedelta(days=settings.REFRESH_HISTORY_DAYS)
+    ).delete()
+    heartbeats, _ = RefresherHeartbeat.objects.filter(ran_at__lt=now - timedelta(days=7)).delete()
+    return attempts, heartbeats
+
+
+def refresher_tick(*, now: datetime | None = None) -> TickResult:
+    """What each periodic run does besides queueing: record the heartbeat, prune
+    old history, raise/clear the expiring-soon alerts and clear a heartbeat alert
+    (the refresher evidently runs). Returns the ids of the accounts due."""
+    from accounts.selectors.refresh import accounts_due_for_refresh
+
+    now = now or timezone.now()
+    due = [a.pk for a in accounts_due_for_refresh(now=now)]
+    heartbeat = refresher_heartbeat_record(now=now, accounts_due=len(due))
+    pruned_attempts, pruned_heartbeats = refresh_history_prune(now=now)
+    alerts.alerts_check_expiring(now=now, about_to_refresh=set(due))
+    alerts.alert_clear(key=alerts.HEARTBEAT_KEY)
+    return TickResult(
+        heartbeat=heartbeat,
+        due=due,
+        pruned_attempts=pruned_attempts,
+        pruned_heartbeats=pruned_heartbeats,
+    )
+
+
+def refresh_queue(
+    *, account_ids: list[int], trigger: str = Trigger.BEAT, force: bool = False
+) -> int:
+    """Queue one ``refresh_account`` task per account (each account is its own
+    task, so one failing account never delays or stops another). Broker errors
+    propagate to the caller."""
+    from accounts.tasks import refresh_account as refresh_account_task
+
+    for account_id in account_ids:
+        refresh_account_task.delay(account_id, trigger, force)
+    return len(account_ids)

@@ -1,0 +1,67 @@
+"""``GET /healthz``: is the agent able to keep tokens alive? For uptime monitors.
+
+JSON, never a token::
+
+    {"status": "ok" | "degraded", "database": "ok" | "down", "broker": "ok" | "down",
+     "heartbeat": {"last_run": iso | null, "age_seconds": n | null,
+                   "period_seconds": n, "stale": bool},
+     "accounts": {"<slug>": "ok" | "expiring" | "needs_reconnect" | "disconnected"}}
+
+200 when the database and broker answer, the refresher ran within twice its
+period and no account is ``expiring`` or ``needs_reconnect``; 503 otherwise
+(an expiring token means refreshing has failed for weeks: that is worth a page).
+A ``disconnected`` account was removed on purpose and does not count.
+A stale heartbeat also raises the deduplicated heartbeat-stopped alert here:
+the periodic job cannot report its own death, the web process can.
+"""
+
+import logging
+
+from django.db import DatabaseError, connection
+from django.http import HttpRequest, JsonResponse
+from django.utils import timezone
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_safe
+
+from accounts import alerts
+from accounts.selectors import health as health_selectors
+from accounts.selectors import refresh as refresh_selectors
+
+logger = logging.getLogger(__name__)
+
+
+@require_safe
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    now = timezone.now()
+    database = health_selectors.database_status()
+    broker = health_selectors.broker_status()
+    body: dict = {"status": "ok", "database": database, "broker": broker}
+    healthy = database == "ok" and broker == "ok"
+    if database == "ok":
+        try:
+            beat = refresh_selectors.heartbeat_status(now=now)
+            accounts = refresh_selectors.accounts_health(now=now)
+            if beat.stale:
+                alerts.alerts_check_heartbeat(now=now)
+        except DatabaseError:
+            logger.exception("healthz could not read the database")
+            connection.close()
+            body["database"] = "down"
+            healthy = False
+        else:
+            body["heartbeat"] = {
+                "last_run": beat.last_run.isoformat() if beat.last_run else None,
+                "age_seconds": beat.age_seconds,
+                "period_seconds": beat.period_seconds,
+                "stale": beat.stale,
+            }
+            body["accounts"] = accounts
+            healthy = (
+                healthy
+                and not beat.stale
+                and not any(s in refresh_selectors.UNHEALTHY for s in accounts.values())
+            )
+    if not healthy:
+        body["status"] = "degraded"
+    return JsonResponse(body, status=200 if healthy else 503)
