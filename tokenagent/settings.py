@@ -61,6 +61,7 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "accounts.ratelimit.RateLimitMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -240,6 +241,20 @@ WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
 TOKEN_ENCRYPTION_KEY = env.str("TOKEN_ENCRYPTION_KEY", default="")
 # Upper bound for Cache-Control max-age on token responses, in seconds.
 TOKEN_CACHE_MAX_AGE = env.int("TOKEN_CACHE_MAX_AGE", default=3600)
+
+# --- Abuse limits (accounts/ratelimit.py): per client address, in the default cache --
+# django-ratelimit rates ("20/m" = 20 a minute); empty turns one off. Token URLs
+# are never limited.
+RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="20/m")
+RATELIMIT_OAUTH_CALLBACK = env.str("RATELIMIT_OAUTH_CALLBACK", default="20/m")
+RATELIMIT_HOOK = env.str("RATELIMIT_HOOK", default="30/m")
+RATELIMIT_META_CALLBACKS = env.str("RATELIMIT_META_CALLBACKS", default="60/m")
+# Trusted proxies appending to X-Forwarded-For: Heroku's router (DYNO is set on
+# dynos); none locally, where the header is the client's to forge.
+RATELIMIT_PROXY_COUNT = env.int("RATELIMIT_PROXY_COUNT", default=1 if env.str("DYNO", "") else 0)
+# A cache that cannot count lets the request through rather than locking everyone out.
+RATELIMIT_FAIL_OPEN = True
 
 # --- Alerts ---------------------------------------------------------------------------
 ALERT_EMAIL = env.list("ALERT_EMAIL", default=[])
