@@ -1,0 +1,128 @@
+"""Shared pieces of the hostile-input suites: input strategies, a snapshot of
+everything stored, and the checks every answer must pass (no 500, no unescaped
+reflection, no header injection)."""
+
+from __future__ import annotations
+
+from hypothesis import strategies as st
+
+# Payloads a scanner or an attacker actually sends, mixed into generated text.
+PAYLOADS = [
+    "<script>alert(1)</script>",
+    '"><img src=x onerror=alert(1)>',
+    "';alert(1);//",
+    "</script><script>alert(document.domain)</script>",
+    "javascript:alert(1)",
+    "${7*7}{{7*7}}",
+    "../../../../etc/passwd",
+    "%00",
+    "\x00",
+    "' OR '1'='1",
+    "1; DROP TABLE accounts_accesstoken; --",
+    "\u2028\u2029",
+    "\ud7ff\ue000\uffff",
+    "A" * 5000,
+    "__proto__",
+    "constructor",
+    "IGAAfakeTokenLookingValue0123456789",
+    "http://evil.example/#@allowed.example",
+    "null",
+]
+
+# Characters that make a reflection dangerous in HTML, JavaScript or a header.
+DANGEROUS = set("<>\"'&\r\n\u2028\u2029")
+
+text = st.one_of(
+    st.sampled_from(PAYLOADS),
+    st.text(max_size=80),
+    st.builds(
+        lambda a, p, b: a + p + b,
+        st.text(max_size=10),
+        st.sampled_from(PAYLOADS),
+        st.text(max_size=10),
+    ),
+)
+
+# What a WSGI server can hand Django as a header value: ISO-8859-1, no CR/LF/NUL.
+_header_chars = st.characters(max_codepoint=255, blacklist_characters="\r\n\x00")
+header_text = st.one_of(
+    st.sampled_from([p for p in PAYLOADS if all(ord(c) < 256 and c not in "\r\n\x00" for c in p)]),
+    st.text(alphabet=_header_chars, max_size=120),
+)
+
+# Origin/Referer-shaped values: a real scheme followed by anything.
+origin_text = st.one_of(
+    header_text,
+    st.builds(
+        lambda scheme, rest: scheme + rest,
+        st.sampled_from(["http://", "https://", "HTTPS://", "ftp://", "null", ""]),
+        header_text,
+    ),
+)
+
+
+def is_dangerous(value: str) -> bool:
+    """Input worth checking for reflection: it carries markup or quote characters
+    and is long enough that finding it in a body is not a coincidence."""
+    return len(value) >= 4 and any(c in DANGEROUS for c in value)
+
+
+def assert_not_reflected(response, *values: str) -> None:
+    """No dangerous input appears verbatim in the body or any header."""
+    body = (
+        response.content.decode("utf-8", errors="replace") if hasattr(response, "content") else ""
+    )
+    headers = "\n".join(f"{k}: {v}" for k, v in response.items())
+    for value in values:
+        if value and is_dangerous(value):
+            assert value not in body, f"input reflected unescaped in the body: {value!r}"
+            assert value not in headers, f"input reflected in a header: {value!r}"
+
+
+def assert_no_server_error(response, *, allow_503: bool = False) -> None:
+    """No 5xx; ``allow_503`` where 503 is a documented answer (an unusable token,
+    a broker outage), never for a fault."""
+    status = response.status_code
+    assert status < 500 or (allow_503 and status == 503), f"server error {status}"
+
+
+def assert_headers_clean(response) -> None:
+    for key, value in response.items():
+        assert "\r" not in value and "\n" not in value, key
+
+
+def snapshot() -> dict:
+    """Everything an unauthorised request must leave untouched."""
+    from django.contrib.auth import get_user_model
+
+    from accounts.models import (
+        AccessToken,
+        DataDeletionRequest,
+        InstagramAccount,
+        Invite,
+        OAuthState,
+        RefreshAttempt,
+    )
+
+    return {
+        "accounts": sorted(
+            InstagramAccount.objects.values_list(
+                "pk",
+                "slug",
+                "ig_user_id",
+                "username",
+                "status",
+                "is_default",
+                "allowed_domains",
+                "user_id",
+            )
+        ),
+        "tokens": sorted(
+            AccessToken.objects.values_list("account_id", "ciphertext", "version", "expires_at")
+        ),
+        "attempts": RefreshAttempt.objects.count(),
+        "users": sorted(get_user_model().objects.values_list("pk", "username", "is_staff")),
+        "states_used": OAuthState.objects.filter(used_at__isnull=False).count(),
+        "invites": sorted(Invite.objects.values_list("pk", "used_at", "account_id")),
+        "deletions": DataDeletionRequest.objects.count(),
+    }
