@@ -1,29 +1,35 @@
 """The only code that speaks HTTP to Instagram (instagram-api.md).
 
 It knows URLs, parameters and response shapes, nothing about our models. Every
-call goes through one ``requests.Session`` with a connect and a read timeout and
-a descriptive User-Agent. Failures become the exception family below (section 7
-of instagram-api.md); no message, repr or log line carries a token, a secret or
-an ``access_token=`` URL.
+call goes through one ``requests.Session`` per process with a connect and a read
+timeout and a descriptive User-Agent, both read from settings on each call.
+Failures become the exception family below (section 7 of instagram-api.md),
+decided on Instagram's ``code``/``error_subcode`` rather than the HTTP status.
+No message, repr, args or log line carries a token, a secret, an OAuth code or
+an ``access_token=`` URL: messages are built without URLs, the values a call sent
+are scrubbed from anything Instagram echoes back, and ``redact()`` runs last.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
+import os
+import re
+import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit
 
 import requests
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
 
-from tokenagent.redaction import redact
+from tokenagent.redaction import REDACTED, redact
 
 logger = logging.getLogger(__name__)
 
@@ -33,6 +39,18 @@ MEDIA_FIELDS = "id,caption,media_type,media_url,permalink,thumbnail_url,timestam
 
 
 # --- Errors ---------------------------------------------------------------------------
+
+
+def _scrub(text: str, secrets: Iterable[str]) -> str:
+    """Remove the exact values a call sent (token, secret, code) and the app secret,
+    then redact()."""
+    for secret in (*secrets, str(getattr(settings, "INSTAGRAM_APP_SECRET", "") or "")):
+        # Very short values would garble ordinary words; real tokens, secrets and
+        # codes are long, and redact() still catches the usual shapes.
+        if secret and len(secret) >= 6:
+            for form in {secret, quote(secret, safe=""), quote_plus(secret)}:
+                text = text.replace(form, REDACTED)
+    return redact(text)
 
 
 class InstagramError(Exception):
@@ -48,8 +66,9 @@ class InstagramError(Exception):
         subcode: int | None = None,
         error_type: str = "",
         status: int | None = None,
+        secrets: Iterable[str] = (),
     ) -> None:
-        self.message = redact(message)
+        self.message = _scrub(str(message), secrets)
         self.code = code
         self.subcode = subcode
         self.error_type = error_type
@@ -79,8 +98,8 @@ class InstagramPermissionError(InstagramError):
 
 
 class InstagramConfigurationError(InstagramError):
-    """Codes 3 and 100, bad app id/secret, rejected code: a bug or a setup problem.
-    Never retried."""
+    """Codes 3 and 100, bad app id/secret, rejected code, unusable base URL: a bug or
+    a setup problem. Never retried."""
 
 
 class InstagramTransientError(InstagramError):
@@ -90,7 +109,8 @@ class InstagramTransientError(InstagramError):
 
 
 class InstagramRateLimitError(InstagramTransientError):
-    """Codes 4, 17, 32, 613, 80002, 341, 368. ``retry_after`` is a hint in seconds."""
+    """Codes 4, 17, 32, 613, 80002, 341, 368 (and a bare HTTP 429). ``retry_after`` is
+    a hint in seconds, from ``estimated_time_to_regain_access`` or ``Retry-After``."""
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: Any) -> None:
         super().__init__(message, **kw)
@@ -98,7 +118,8 @@ class InstagramRateLimitError(InstagramTransientError):
 
 
 class InstagramMalformedResponseError(InstagramError):
-    """A 2xx answer that is not the JSON shape the API documents."""
+    """An answer that is not the JSON shape the API documents (e.g. a proxy's HTML
+    page, a missing field). Possibly a passing glitch, so callers may retry."""
 
     retryable = True
 
@@ -108,8 +129,8 @@ class InstagramTokenTooYoungError(InstagramError):
 
 
 class InstagramCodeExchangeError(InstagramConfigurationError):
-    """The authorization code was rejected (expired, reused, wrong redirect_uri).
-    Never retry a rejected code."""
+    """The authorization code was rejected (expired, reused, wrong redirect_uri,
+    wrong app id/secret). Never retry a rejected code: restart the login."""
 
 
 # --- Results --------------------------------------------------------------------------
@@ -153,11 +174,18 @@ class MediaPage:
 
 
 @lru_cache(maxsize=1)
+def _session_for(pid: int) -> requests.Session:
+    return requests.Session()
+
+
 def _session() -> requests.Session:
-    s = requests.Session()
-    s.headers["User-Agent"] = settings.INSTAGRAM_USER_AGENT
-    s.headers["Accept"] = "application/json"
-    return s
+    """One pooled session per process: a forked worker must not reuse its parent's
+    sockets. Headers and timeouts are not baked in; they are read per request."""
+    return _session_for(os.getpid())
+
+
+def _headers() -> dict[str, str]:
+    return {"User-Agent": settings.INSTAGRAM_USER_AGENT, "Accept": "application/json"}
 
 
 def _timeout() -> tuple[float, float]:
@@ -178,19 +206,86 @@ def _graph(path: str, *, versioned: bool) -> str:
     return f"{base}/{path.lstrip('/')}"
 
 
-def _request(method: str, url: str, **kw: Any) -> requests.Response:
+_SENSITIVE_KEYS = frozenset({"access_token", "client_secret", "code"})
+
+
+def _sensitive_values(url: str, *dicts: dict[str, Any] | None) -> tuple[str, ...]:
+    """The token/secret/code values a request carries, in its URL or its fields."""
+    values: list[str] = []
     try:
-        return _session().request(method, url, timeout=_timeout(), **kw)
+        query = urlsplit(url).query
+    except ValueError:
+        query = ""
+    values += [v for k, v in parse_qsl(query) if k in _SENSITIVE_KEYS]
+    for d in dicts:
+        values += [str(v) for k, v in (d or {}).items() if k in _SENSITIVE_KEYS and v]
+    return tuple(values)
+
+
+def _where(url: str) -> str:
+    """Host and path of a URL, never its query (which may hold a token)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "an unparsable URL"
+    return f"{parts.netloc}{parts.path}" if parts.netloc else "a URL without a host"
+
+
+@dataclass(frozen=True)
+class _Reply:
+    resp: requests.Response
+    body: Any
+    secrets: tuple[str, ...]
+
+
+_BAD_URL_ERRORS = (
+    requests.exceptions.InvalidURL,
+    requests.exceptions.MissingSchema,
+    requests.exceptions.InvalidSchema,
+    requests.exceptions.InvalidHeader,
+)
+
+
+def _request(
+    method: str,
+    url: str,
+    *,
+    params: dict[str, Any] | None = None,
+    data: dict[str, Any] | None = None,
+) -> _Reply:
+    secrets = _sensitive_values(url, params, data)
+    where = _where(url)
+    started = time.monotonic()
+    failure: InstagramError | None = None
+    try:
+        resp = _session().request(
+            method, url, params=params, data=data, headers=_headers(), timeout=_timeout()
+        )
     except requests.Timeout as exc:
-        raise InstagramTransientError(
-            f"Instagram did not answer in time ({type(exc).__name__})"
-        ) from None
+        failure = InstagramTransientError(
+            f"Instagram did not answer in time ({type(exc).__name__} calling {where})"
+        )
+    except _BAD_URL_ERRORS as exc:
+        failure = InstagramConfigurationError(
+            f"Cannot call Instagram at {where} ({type(exc).__name__}); "
+            "check INSTAGRAM_API_URL / INSTAGRAM_GRAPH_URL and INSTAGRAM_USER_AGENT"
+        )
     except requests.RequestException as exc:
-        # str(exc) can contain the full URL with access_token=; redact() scrubs it, and
-        # "from None" keeps the raw exception out of tracebacks.
-        raise InstagramTransientError(
-            f"Could not reach Instagram: {type(exc).__name__}: {exc}"
-        ) from None
+        # requests' own message embeds the full URL (access_token=, client_secret=):
+        # keep only the exception's class name.
+        failure = InstagramTransientError(
+            f"Could not reach Instagram ({type(exc).__name__} calling {where})"
+        )
+    if failure is not None:
+        # Raised outside the except block, so no __context__ drags the raw exception
+        # (and the URL in its message) into tracebacks or error reporters.
+        logger.warning("Instagram %s %s failed: %s", method, where, failure.message)
+        raise failure
+    elapsed_ms = (time.monotonic() - started) * 1000
+    logger.debug(
+        "Instagram %s %s -> HTTP %s (%.0f ms)", method, where, resp.status_code, elapsed_ms
+    )
+    return _Reply(resp=resp, body=_json(resp), secrets=secrets)
 
 
 def _json(resp: requests.Response) -> Any:
@@ -201,21 +296,47 @@ def _json(resp: requests.Response) -> Any:
 
 
 def _int(v: Any) -> int | None:
+    if isinstance(v, bool):
+        return None
     try:
         return int(v)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return None
 
 
-_RATE_LIMIT_CODES = {4, 17, 32, 613, 80002, 341, 368}
-_AUTH_CODES = {190, 102}
-_TRANSIENT_CODES = {1, 2}
-_CONFIG_CODES = {3, 100}
+def _ok(status: int) -> bool:
+    return 200 <= status < 300
 
 
-def _retry_after_hint(resp: requests.Response, err: dict[str, Any]) -> float | None:
-    """Seconds to wait, from ``estimated_time_to_regain_access`` (minutes) in the
-    usage headers, or a ``Retry-After`` header."""
+_RATE_LIMIT_CODES = frozenset({4, 17, 32, 613, 80002, 341, 368})
+_AUTH_CODES = frozenset({190, 102})
+_TRANSIENT_CODES = frozenset({1, 2})
+_CONFIG_CODES = frozenset({3, 100})
+
+
+def _classify(*, code: int | None, is_transient: bool, status: int) -> type[InstagramError]:
+    """Section 7's table. The code decides; the HTTP status only when the code says
+    nothing we know."""
+    if code in _AUTH_CODES:
+        return InstagramAuthError
+    if code in _RATE_LIMIT_CODES:
+        return InstagramRateLimitError
+    if code in _TRANSIENT_CODES or is_transient:
+        return InstagramTransientError
+    if code == 10 or (code is not None and 200 <= code <= 299):
+        return InstagramPermissionError
+    if code in _CONFIG_CODES:
+        return InstagramConfigurationError
+    if status == 429:
+        return InstagramRateLimitError
+    if status >= 500:
+        return InstagramTransientError
+    return InstagramError
+
+
+def _retry_after_hint(resp: requests.Response) -> float | None:
+    """Seconds to wait: the largest ``estimated_time_to_regain_access`` (minutes) in
+    the usage headers (section 8), or a numeric ``Retry-After`` header."""
     waits: list[float] = []
     for header in ("X-Business-Use-Case-Usage", "X-App-Usage"):
         raw = resp.headers.get(header)
@@ -225,60 +346,65 @@ def _retry_after_hint(resp: requests.Response, err: dict[str, Any]) -> float | N
             data = json.loads(raw)
         except ValueError:
             continue
-        entries = data.values() if isinstance(data, dict) else []
+        entries = list(data.values()) if isinstance(data, dict) else []
+        if isinstance(data, dict):
+            entries.append(data)  # X-App-Usage is one flat object
         for entry in entries:
             for item in entry if isinstance(entry, list) else [entry]:
                 if isinstance(item, dict):
                     minutes = _int(item.get("estimated_time_to_regain_access"))
-                    if minutes:
+                    if minutes and minutes > 0:
                         waits.append(minutes * 60.0)
-    retry_after = resp.headers.get("Retry-After")
-    if retry_after and _int(retry_after):
-        waits.append(float(_int(retry_after)))
+    seconds = _int((resp.headers.get("Retry-After") or "").strip())
+    if seconds and seconds > 0:
+        waits.append(float(seconds))
     return max(waits) if waits else None
 
 
-def _graph_error(resp: requests.Response, body: Any) -> InstagramError:
+def _error(cls: type[InstagramError], message: str, reply: _Reply, **kw: Any) -> InstagramError:
+    kw.setdefault("status", reply.resp.status_code)
+    if issubclass(cls, InstagramRateLimitError):
+        kw["retry_after"] = _retry_after_hint(reply.resp)
+    return cls(message, secrets=reply.secrets, **kw)
+
+
+def _graph_error(reply: _Reply) -> InstagramError:
     """Map a Graph ``{"error": {...}}`` answer (or its absence) onto the family."""
-    status = resp.status_code
+    status, body = reply.resp.status_code, reply.body
     err = body.get("error") if isinstance(body, dict) else None
     if not isinstance(err, dict):
-        if status >= 500 or status == 429:
-            cls = InstagramRateLimitError if status == 429 else InstagramTransientError
-            return cls(f"Instagram answered HTTP {status}", status=status)
-        return InstagramMalformedResponseError(
-            f"Instagram answered HTTP {status} without a readable error", status=status
-        )
+        cls = _classify(code=None, is_transient=False, status=status)
+        if cls is InstagramError:
+            return _error(
+                InstagramMalformedResponseError,
+                f"Instagram answered HTTP {status} without a readable error",
+                reply,
+            )
+        return _error(cls, f"Instagram answered HTTP {status}", reply)
     code, subcode = _int(err.get("code")), _int(err.get("error_subcode"))
+    is_transient = err.get("is_transient") in (True, "true")
+    cls = _classify(code=code, is_transient=is_transient, status=status)
     message = str(err.get("message") or err.get("error_user_msg") or "Instagram error")
-    kw = {
-        "code": code,
-        "subcode": subcode,
-        "error_type": str(err.get("type", "")),
-        "status": status,
-    }
-    if code in _AUTH_CODES:
-        return InstagramAuthError(message, **kw)
-    if code in _RATE_LIMIT_CODES:
-        return InstagramRateLimitError(message, retry_after=_retry_after_hint(resp, err), **kw)
-    if code in _TRANSIENT_CODES or err.get("is_transient") is True or status >= 500:
-        return InstagramTransientError(message, **kw)
-    if code == 10 or (code is not None and 200 <= code <= 299):
-        return InstagramPermissionError(message, **kw)
-    if code in _CONFIG_CODES:
-        return InstagramConfigurationError(message, **kw)
-    return InstagramError(message, **kw)
+    error = _error(
+        cls, message, reply, code=code, subcode=subcode, error_type=str(err.get("type") or "")
+    )
+    logger.info("Instagram answered HTTP %s: %s", status, error.describe())
+    return error
 
 
 def _graph_get(url: str, params: dict[str, Any]) -> dict[str, Any]:
-    resp = _request("GET", url, params=params)
-    body = _json(resp)
-    if resp.status_code >= 400 or (isinstance(body, dict) and "error" in body):
-        raise _graph_error(resp, body)
+    reply = _request("GET", url, params=params)
+    body = reply.body
+    if not _ok(reply.resp.status_code) or (
+        isinstance(body, dict) and isinstance(body.get("error"), dict)
+    ):
+        raise _graph_error(reply)
     if not isinstance(body, dict):
-        raise InstagramMalformedResponseError(
-            f"Instagram answered HTTP {resp.status_code} with a body that is not a JSON object",
-            status=resp.status_code,
+        raise _error(
+            InstagramMalformedResponseError,
+            f"Instagram answered HTTP {reply.resp.status_code} with a body that is not "
+            "a JSON object",
+            reply,
         )
     return body
 
@@ -295,7 +421,12 @@ def _expires_at(expires_in: Any, now: datetime | None) -> datetime:
     seconds = _int(expires_in)
     if seconds is None or seconds <= 0:
         raise InstagramMalformedResponseError("Instagram's token answer has no valid expires_in")
-    return (now or timezone.now()) + timedelta(seconds=seconds)
+    try:
+        return (now or timezone.now()) + timedelta(seconds=seconds)
+    except OverflowError:
+        raise InstagramMalformedResponseError(
+            "Instagram's token answer has an impossible expires_in"
+        ) from None
 
 
 def _token_string(body: dict[str, Any]) -> str:
@@ -303,6 +434,18 @@ def _token_string(body: dict[str, Any]) -> str:
     if not isinstance(token, str) or not token.strip():
         raise InstagramMalformedResponseError("Instagram's token answer has no access_token")
     return token.strip()
+
+
+def _id_string(value: Any) -> str | None:
+    """An Instagram id as a string. Numbers beyond 2**53 arrive as JSON integers,
+    which Python parses exactly; a float means digits were already lost."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, str) and value.strip():
+        return value.strip()
+    return None
 
 
 def _permissions(raw: Any) -> tuple[str, ...]:
@@ -321,16 +464,20 @@ def _permissions(raw: Any) -> tuple[str, ...]:
 def authorize_url(*, redirect_uri: str, state: str, force_authentication: bool = True) -> str:
     """The Instagram authorization window (section 1), on the www host."""
     app_id, _ = _app_credentials()
+    scopes = list(settings.INSTAGRAM_SCOPES)
+    if REQUIRED_SCOPE not in scopes:
+        scopes.insert(0, REQUIRED_SCOPE)
     params = {
         "client_id": app_id,
         "redirect_uri": redirect_uri,
         "response_type": "code",
-        "scope": ",".join(settings.INSTAGRAM_SCOPES),
+        "scope": ",".join(scopes),
         "state": state,
         "enable_fb_login": "0",
         "force_authentication": "1" if force_authentication else "0",
     }
-    return f"{settings.INSTAGRAM_AUTHORIZE_URL}?{urlencode(params)}"
+    base = settings.INSTAGRAM_AUTHORIZE_URL
+    return f"{base}{'&' if '?' in base else '?'}{urlencode(params)}"
 
 
 def clean_code(code: str) -> str:
@@ -344,10 +491,16 @@ def clean_code(code: str) -> str:
 def exchange_code(*, code: str, redirect_uri: str) -> ShortLivedToken:
     """Authorization code -> short-lived token (section 2). Accepts the documented
     ``data``-wrapped and the observed flat body; ``user_id`` number or string;
-    ``permissions`` string or list. Requires ``instagram_business_basic``."""
+    ``permissions`` string or list. Requires ``instagram_business_basic`` when the
+    answer lists permissions (the old shape without the field is accepted; /me is
+    the next check).
+
+    Any refusal other than an outage or a rate limit is an
+    ``InstagramCodeExchangeError``: the code cannot be retried.
+    """
     app_id, secret = _app_credentials()
     url = f"{settings.INSTAGRAM_API_URL.rstrip('/')}/oauth/access_token"
-    resp = _request(
+    reply = _request(
         "POST",
         url,
         data={
@@ -358,40 +511,52 @@ def exchange_code(*, code: str, redirect_uri: str) -> ShortLivedToken:
             "code": clean_code(code),
         },
     )
-    body = _json(resp)
-    if resp.status_code >= 500:
-        raise InstagramTransientError(f"Instagram answered HTTP {resp.status_code}")
-    if isinstance(body, dict) and ("error_type" in body or "error_message" in body):
-        # This endpoint's own flat error shape (section 2).
-        raise InstagramCodeExchangeError(
-            str(body.get("error_message") or "Code exchange refused"),
-            code=_int(body.get("code")),
-            error_type=str(body.get("error_type", "")),
-            status=resp.status_code,
-        )
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        raise _graph_error(resp, body)
-    if resp.status_code >= 400:
-        raise InstagramCodeExchangeError(
-            f"Code exchange refused with HTTP {resp.status_code}", status=resp.status_code
-        )
+    status, body = reply.resp.status_code, reply.body
+    flat_error = isinstance(body, dict) and ("error_type" in body or "error_message" in body)
+    graph_error = isinstance(body, dict) and isinstance(body.get("error"), dict)
+    if flat_error or graph_error or not _ok(status):
+        if flat_error:
+            # This endpoint's own flat shape (section 2): {"error_type", "code", "error_message"}.
+            message = str(body.get("error_message") or "Code exchange refused")
+            code_, subcode, is_transient = _int(body.get("code")), None, False
+            error_type = str(body.get("error_type") or "")
+        elif graph_error:
+            err = body["error"]
+            message = str(err.get("message") or "Code exchange refused")
+            code_, subcode = _int(err.get("code")), _int(err.get("error_subcode"))
+            is_transient = err.get("is_transient") in (True, "true")
+            error_type = str(err.get("type") or "")
+        else:
+            message = f"Code exchange refused with HTTP {status}"
+            code_, subcode, is_transient, error_type = None, None, False, ""
+        cls = _classify(code=code_, is_transient=is_transient, status=status)
+        if not issubclass(cls, InstagramTransientError):
+            cls = InstagramCodeExchangeError
+        elif not (flat_error or graph_error):
+            message = f"Instagram answered HTTP {status}"
+        error = _error(cls, message, reply, code=code_, subcode=subcode, error_type=error_type)
+        logger.info("Code exchange failed with HTTP %s: %s", status, error.describe())
+        raise error
     if not isinstance(body, dict):
-        raise InstagramMalformedResponseError("Code exchange answer is not a JSON object")
+        raise _error(
+            InstagramMalformedResponseError, "Code exchange answer is not a JSON object", reply
+        )
     body = _unwrap(body)
     token = _token_string(body)
-    user_id = body.get("user_id")
-    if user_id is None or isinstance(user_id, bool):
-        raise InstagramMalformedResponseError("Code exchange answer has no user_id")
+    user_id = _id_string(body.get("user_id"))
+    if user_id is None:
+        raise InstagramMalformedResponseError("Code exchange answer has no usable user_id")
     permissions = _permissions(body.get("permissions"))
     if "permissions" in body and REQUIRED_SCOPE not in permissions:
         raise InstagramPermissionError(
             f"The account did not grant {REQUIRED_SCOPE}, which a feed needs"
         )
-    return ShortLivedToken(access_token=token, user_id=str(user_id), permissions=permissions)
+    return ShortLivedToken(access_token=token, user_id=user_id, permissions=permissions)
 
 
 def exchange_for_long_lived(*, short_lived_token: str, now: datetime | None = None) -> TokenGrant:
-    """Short-lived -> 60-day token (section 3): GET /access_token, ig_exchange_token."""
+    """Short-lived -> 60-day token (section 3): GET /access_token, ig_exchange_token.
+    ``expires_at`` is ``now`` (default: the time of the answer) + ``expires_in``."""
     _, secret = _app_credentials()
     body = _graph_get(
         _graph("access_token", versioned=False),
@@ -405,7 +570,8 @@ def exchange_for_long_lived(*, short_lived_token: str, now: datetime | None = No
     return TokenGrant(
         access_token=_token_string(body),
         expires_at=_expires_at(body.get("expires_in"), now),
-        token_type=str(body.get("token_type", "bearer")),
+        token_type=str(body.get("token_type") or "bearer"),
+        permissions=_permissions(body.get("permissions")),
     )
 
 
@@ -420,43 +586,53 @@ def refresh_long_lived(*, access_token: str, now: datetime | None = None) -> Tok
     except InstagramError as exc:
         if _looks_too_young(exc):
             raise InstagramTokenTooYoungError(
-                exc.message, code=exc.code, subcode=exc.subcode, status=exc.status
-            ) from None
+                exc.message,
+                code=exc.code,
+                subcode=exc.subcode,
+                error_type=exc.error_type,
+                status=exc.status,
+            ) from exc
         raise
     body = _unwrap(body)
     return TokenGrant(
         access_token=_token_string(body),
         expires_at=_expires_at(body.get("expires_in"), now),
-        token_type=str(body.get("token_type", "bearer")),
+        token_type=str(body.get("token_type") or "bearer"),
         permissions=_permissions(body.get("permissions")),
     )
 
 
+_TOO_YOUNG = re.compile(
+    r"\b24[\s-]*hours?\b|\btoo young\b|\bnot old enough\b|\byounger than\b", re.IGNORECASE
+)
+
+
 def _looks_too_young(exc: InstagramError) -> bool:
-    # What Instagram answers for a token under 24 h is unconfirmed (section 4); a
-    # non-auth error whose message speaks of the 24 hours is taken as that refusal.
-    text = exc.message.lower()
-    return not isinstance(exc, InstagramAuthError | InstagramTransientError) and (
-        "24 hours" in text or "too young" in text or "not old enough" in text
-    )
+    """What Instagram answers for a token under 24 h is unconfirmed (section 4).
+    An error that speaks of the 24 hours is taken as that refusal, whatever its
+    code: calling a valid young token dead would stop serving it, which is worse
+    than retrying a dead one later. Rate limits ("... in the last 24 hours") are
+    left as they are."""
+    return not isinstance(exc, InstagramRateLimitError) and bool(_TOO_YOUNG.search(exc.message))
 
 
 def get_profile(*, access_token: str) -> Profile:
-    """``GET /me`` (section 5), flat or ``data``-wrapped. Keyed on ``user_id``."""
+    """``GET /me`` (section 5), flat or ``data``-wrapped. Keyed on ``user_id``, the
+    professional account id; ``id`` (app-scoped) is kept when present."""
     body = _unwrap(
         _graph_get(
             _graph("me", versioned=True),
             {"fields": PROFILE_FIELDS, "access_token": access_token},
         )
     )
-    user_id, app_id = body.get("user_id"), body.get("id")
+    user_id = _id_string(body.get("user_id"))
     username = body.get("username")
-    if (user_id is None and app_id is None) or not isinstance(username, str) or not username:
+    if user_id is None or not isinstance(username, str) or not username.strip():
         raise InstagramMalformedResponseError("/me answer has no user_id or username")
     return Profile(
-        user_id=str(user_id if user_id is not None else app_id),
-        id=str(app_id if app_id is not None else user_id),
-        username=username,
+        user_id=user_id,
+        id=_id_string(body.get("id")) or "",
+        username=username.strip(),
         name=str(body.get("name") or ""),
         account_type=str(body.get("account_type") or ""),
         profile_picture_url=str(body.get("profile_picture_url") or ""),
@@ -464,11 +640,25 @@ def get_profile(*, access_token: str) -> Profile:
     )
 
 
+def _same_origin(url: str, base: str) -> bool:
+    try:
+        a, b = urlsplit(url), urlsplit(base)
+    except ValueError:
+        return False
+    return (a.scheme.lower(), a.netloc.lower()) == (b.scheme.lower(), b.netloc.lower())
+
+
 def get_media_page(*, access_token: str, limit: int = 25, next_url: str | None = None) -> MediaPage:
     """One page of ``/me/media`` (section 6). Pass ``next_url`` from the previous
-    page to continue; ``next_url`` is None on the last page."""
+    page to continue; ``next_url`` is None on the last page. A ``next_url`` is only
+    followed on the configured Graph host, since it is sent with the token."""
     if next_url:
-        body = _graph_get(next_url, {})
+        if not _same_origin(next_url, settings.INSTAGRAM_GRAPH_URL):
+            raise InstagramMalformedResponseError(
+                f"paging.next points away from the Graph host ({_where(next_url)})"
+            )
+        has_token = any(k == "access_token" for k, _ in parse_qsl(urlsplit(next_url).query))
+        body = _graph_get(next_url, {} if has_token else {"access_token": access_token})
     else:
         body = _graph_get(
             _graph("me/media", versioned=True),
@@ -478,20 +668,28 @@ def get_media_page(*, access_token: str, limit: int = 25, next_url: str | None =
     if not isinstance(data, list):
         raise InstagramMalformedResponseError("/me/media answer has no data list")
     paging = body.get("paging") if isinstance(body.get("paging"), dict) else {}
-    nxt = paging.get("next") if isinstance(paging.get("next"), str) else None
+    nxt = paging.get("next") if isinstance(paging.get("next"), str) and paging["next"] else None
     return MediaPage(items=[m for m in data if isinstance(m, dict)], next_url=nxt)
 
 
-def iter_media(*, access_token: str, limit: int = 25, max_items: int = 100) -> Iterator[dict]:
-    """Media items newest first, following ``paging.next`` until it is absent."""
-    seen = 0
+def iter_media(
+    *, access_token: str, limit: int = 25, max_items: int = 100, max_pages: int = 50
+) -> Iterator[dict]:
+    """Media items newest first, following ``paging.next`` until it is absent (a
+    short page is not the end). Stops at ``max_items``, after ``max_pages`` pages,
+    or when a ``next`` URL repeats (a server looping on the same cursor)."""
+    seen, pages = 0, 1
+    followed: set[str] = set()
     page = get_media_page(access_token=access_token, limit=limit)
     while True:
         for item in page.items:
-            yield item
-            seen += 1
             if seen >= max_items:
                 return
-        if not page.next_url:
+            yield item
+            seen += 1
+        nxt = page.next_url
+        if seen >= max_items or not nxt or nxt in followed or pages >= max_pages:
             return
-        page = get_media_page(access_token=access_token, next_url=page.next_url)
+        followed.add(nxt)
+        page = get_media_page(access_token=access_token, next_url=nxt)
+        pages += 1

@@ -3,8 +3,10 @@
 Each function returns exactly what the real API sends (observed and documented
 variants), and ``register_*`` helpers wire whole flows onto a RequestsMock."""
 
+import json
 import re
 
+import requests
 import responses
 
 API = "https://api.instagram.com"
@@ -61,7 +63,12 @@ def me(*, user_id=USER_ID, username="acme_bakery", app_scoped_id=APP_SCOPED_ID, 
     return {"data": [body]} if wrapped else body
 
 
-def media_page(*, count=3, after=None, username="acme_bakery", start=0):
+def media_next_url(*, after, count=3, token=LONG_TOKEN, user_id=USER_ID):
+    """A ``paging.next`` URL as Graph builds it: IG user id path, token in the query."""
+    return f"{GRAPH}/{VERSION}/{user_id}/media?access_token={token}&limit={count}&after={after}"
+
+
+def media_page(*, count=3, after=None, username="acme_bakery", start=0, token=LONG_TOKEN):
     items = [
         {
             "id": f"180345678901{start + i:05d}",
@@ -76,9 +83,7 @@ def media_page(*, count=3, after=None, username="acme_bakery", start=0):
     ]
     body = {"data": items, "paging": {"cursors": {"before": "QVFIUb", "after": "QVFIUa"}}}
     if after:
-        body["paging"]["next"] = (
-            f"{GRAPH}/{VERSION}/{USER_ID}/media?access_token={LONG_TOKEN}&limit={count}&after={after}"
-        )
+        body["paging"]["next"] = media_next_url(after=after, count=count, token=token)
     return body
 
 
@@ -93,6 +98,15 @@ def graph_error(code, subcode=None, message=None, error_type="OAuthException", *
         2: "An unexpected error has occurred. Please retry your request later.",
         10: "Application does not have permission for this action",
         100: "Unsupported request - method type: post",
+        102: "Session key invalid or no longer valid",
+        3: "Application does not have the capability to make this API call.",
+        32: "Page request limit reached",
+        613: "Calls to this api have exceeded the rate limit.",
+        80002: "There have been too many calls to this Instagram account. "
+        "Wait a bit and try again.",
+        341: "Application limit reached",
+        368: "The action attempted has been deemed abusive or is otherwise disallowed",
+        200: "Permissions error",
     }
     err = {
         "message": message or messages.get(code, "Instagram error"),
@@ -104,6 +118,36 @@ def graph_error(code, subcode=None, message=None, error_type="OAuthException", *
         err["error_subcode"] = subcode
     err.update(extra)
     return {"error": err}
+
+
+def business_use_case_usage(*, minutes, ig_id=USER_ID, call_count=100):
+    """The ``X-Business-Use-Case-Usage`` header value (section 8); minutes to wait."""
+    return json.dumps(
+        {
+            ig_id: [
+                {
+                    "type": "instagram",
+                    "call_count": call_count,
+                    "total_cputime": 3,
+                    "total_time": 4,
+                    "estimated_time_to_regain_access": minutes,
+                }
+            ]
+        }
+    )
+
+
+def connection_error_for(url):
+    """What requests raises when a host is unreachable: its message embeds the full
+    URL, query string (access_token=, client_secret=) included."""
+    parts = url.split("://", 1)[-1]
+    host, _, path = parts.partition("/")
+    return requests.ConnectionError(
+        f"HTTPSConnectionPool(host='{host}', port=443): Max retries exceeded with url: "
+        f"/{path} (Caused by NewConnectionError('<urllib3.connection.HTTPSConnection object "
+        "at 0x7f0000000000>: Failed to establish a new connection: [Errno 111] "
+        "Connection refused'))"
+    )
 
 
 # --- URLs ---------------------------------------------------------------------

@@ -3,6 +3,7 @@
 import os
 
 from celery import Celery
+from celery.signals import setup_logging
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "tokenagent.settings")
 
@@ -10,3 +11,15 @@ app = Celery("tokenagent")
 # Every CELERY_* Django setting configures Celery.
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+
+@setup_logging.connect
+def _use_django_logging(**kwargs) -> None:
+    """Keep Django's LOGGING (stdout, tokens redacted) in worker and beat. Without a
+    receiver here Celery adds its own handlers, e.g. one for task loggers that
+    bypasses the redacting filter."""
+    from logging.config import dictConfig
+
+    from django.conf import settings
+
+    dictConfig(settings.LOGGING)

@@ -6,6 +6,7 @@ or Redis (Heroku runs ``collectstatic`` at build time with no services).
 The names match ``PRODUCT.md``.
 """
 
+import os
 import secrets
 import ssl
 from pathlib import Path
@@ -14,7 +15,8 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(environ.Env().str("TOKENAGENT_VAR_DIR", default=str(BASE_DIR / "var")))
+# Absolute, so processes started from different directories share one var/.
+VAR_DIR = Path(environ.Env().str("TOKENAGENT_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 
 env = environ.Env()
 # A .env file is a convenience for local runs; real environment variables win.
@@ -25,11 +27,21 @@ DEBUG = env.bool("DEBUG", default=False)
 
 
 def _dev_secret_key() -> str:
-    """A development key kept in var/ so web, worker and beat share it across restarts."""
+    """A development key kept in var/ so web, worker and beat share it across restarts.
+    Written whole to a private temp file, then linked into place: processes starting
+    together never read a half-written key, and all end up with the one that won."""
     path = VAR_DIR / "dev-secret-key"
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     if not path.exists():
-        path.write_text(secrets.token_urlsafe(50))
+        tmp = VAR_DIR / f".dev-secret-key.{os.getpid()}"
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(secrets.token_urlsafe(50))
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass  # another process was first; use its key
+        finally:
+            tmp.unlink()
     return path.read_text().strip()
 
 
@@ -223,7 +235,9 @@ INSTAGRAM_GRAPH_URL = env.str(
 
 # --- Owner, serving, refresh ----------------------------------------------------------
 OWNER_INSTAGRAM_USERNAMES = [
-    u.lower().lstrip("@") for u in env.list("OWNER_INSTAGRAM_USERNAMES", default=[])
+    name
+    for u in env.list("OWNER_INSTAGRAM_USERNAMES", default=[])
+    if (name := u.strip().lstrip("@").strip().lower())
 ]
 ALLOWED_DOMAINS = env.str("ALLOWED_DOMAINS", default="")
 # The token URLs do their own CORS (accounts/cors.py: ALLOWED_DOMAINS, narrowed per
@@ -231,7 +245,7 @@ ALLOWED_DOMAINS = env.str("ALLOWED_DOMAINS", default="")
 # with no allowed origins configured, grants nothing elsewhere.
 CORS_URLS_REGEX = r"^/(?!token(?:[./]|$))"
 JS_CONSTANT_NAME = env.str("JS_CONSTANT_NAME", default="InstagramToken")
-REFRESH_FREQUENCY = env.str("REFRESH_FREQUENCY", default="weekly")
+REFRESH_FREQUENCY = env.str("REFRESH_FREQUENCY", default="weekly").strip().lower()
 if REFRESH_FREQUENCY not in ("daily", "weekly", "monthly"):
     raise ImproperlyConfigured("REFRESH_FREQUENCY must be daily, weekly or monthly.")
 HIDE_HELP_PAGES = env.bool("HIDE_HELP_PAGES", default=False)
@@ -318,6 +332,10 @@ LOGGING = {
     "root": {"handlers": ["stdout"], "level": LOG_LEVEL},
     "loggers": {
         "django.server": {"handlers": ["stdout"], "level": "INFO", "propagate": False},
+        # Drops Django's own "console" handler, which would print request errors
+        # (URLs with ?code=, tracebacks) to stderr unredacted under DEBUG; records
+        # propagate to the root's redacting stdout handler instead.
+        "django": {"handlers": [], "level": "INFO", "propagate": True},
         "urllib3": {"level": "WARNING"},
     },
 }

@@ -1,0 +1,102 @@
+"""The Celery app takes its configuration from the CELERY_* Django settings, and a
+worker keeps Django's redacting log configuration."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from django.conf import settings
+
+from tokenagent.celery import app
+
+BASE_DIR = Path(__file__).resolve().parents[2]
+
+
+def test_the_app_reads_the_celery_settings():
+    conf = app.conf
+    assert conf.broker_url == settings.CELERY_BROKER_URL
+    assert conf.timezone == "UTC"
+    assert conf.worker_hijack_root_logger is False
+
+
+def test_a_task_whose_worker_dies_is_delivered_again():
+    # acks_late + reject_on_worker_lost: the message is acknowledged after the task
+    # ran, and handed back if the process running it is killed.
+    assert app.conf.task_acks_late is True
+    assert app.conf.task_reject_on_worker_lost is True
+    # One message at a time, so a dying worker holds no reserved backlog.
+    assert app.conf.worker_prefetch_multiplier == 1
+
+
+def test_only_json_is_sent_and_accepted_and_no_results_are_kept():
+    assert app.conf.task_serializer == "json"
+    assert list(app.conf.accept_content) == ["json"]
+    assert app.conf.task_ignore_result is True
+    assert app.conf.result_backend is None
+
+
+def test_time_limits_fit_inside_the_visibility_timeout_and_outlast_http_timeouts():
+    soft, hard = app.conf.task_soft_time_limit, app.conf.task_time_limit
+    # Redis hands an unacknowledged message to another worker after the visibility
+    # timeout (one hour unless configured): a task must be dead well before that.
+    visibility = (app.conf.broker_transport_options or {}).get("visibility_timeout", 3600)
+    assert 0 < soft < hard < visibility
+    # A refresh is never cut off in the middle of one Instagram call.
+    assert soft > settings.INSTAGRAM_CONNECT_TIMEOUT + settings.INSTAGRAM_READ_TIMEOUT
+
+
+def test_beat_schedule_has_one_entry_for_refresh_due_accounts():
+    schedule = app.conf.beat_schedule
+    assert len(schedule) == 1
+    (entry,) = schedule.values()
+    assert entry["task"] == "accounts.tasks.refresh_due_accounts"
+    assert entry["schedule"] == settings.REFRESH_TICK_SECONDS
+    # The name points at a real task.
+    app.loader.import_default_modules()
+    assert "accounts.tasks.refresh_due_accounts" in app.tasks
+
+
+PROBE = r"""
+import logging, os, threading
+from celery.signals import worker_ready
+from celery.utils.log import get_task_logger
+from tokenagent.celery import app
+
+TOKEN = "EAAGworkerLogProbeToken0123456789"
+
+@worker_ready.connect
+def probe(**kwargs):
+    get_task_logger("accounts.tasks").warning("task logger access_token=%s", TOKEN)
+    logging.getLogger("accounts.services").warning("module logger %s", "access_token=" + TOKEN)
+    logging.getLogger("celery.worker").warning("celery logger access_token=%s", TOKEN)
+    threading.Timer(0.5, lambda: os._exit(0)).start()
+
+app.worker_main(["worker", "--pool=solo", "--loglevel=INFO", "--without-mingle",
+                 "--without-gossip", "--without-heartbeat", "--queues=log-probe"])
+"""
+
+
+def test_a_worker_logs_through_the_redacting_configuration(tmp_path):
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "PYTHONPATH": str(BASE_DIR),
+        "DJANGO_SETTINGS_MODULE": "tokenagent.settings",
+        "SECRET_KEY": "celery-test-secret-key",
+        "REDIS_URL": "",
+        "TOKENAGENT_VAR_DIR": str(tmp_path / "var"),
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", PROBE],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    for line in ("task logger", "module logger", "celery logger"):
+        assert f"{line} access_token=[redacted]" in output, output
+    assert "EAAGworkerLogProbeToken" not in output
