@@ -10,6 +10,7 @@ import os
 import secrets
 import ssl
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -51,10 +52,14 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     SECRET_KEY = _dev_secret_key()
 
-# Heroku's router checks Host itself; '.herokuapp.com' covers Button apps whose
-# name is not known in advance. Locally only loopback names are accepted.
-ALLOWED_HOSTS = env.list(
-    "ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]", ".herokuapp.com"]
+# Loopback names by default. On Heroku (DYNO is set on every dyno) also
+# '.herokuapp.com': a Button app's name is not known in advance, and the router only
+# hands a dyno requests for its own app's domains, so any herokuapp.com Host that
+# reaches us is ours. Elsewhere a wildcard over a shared domain would let anyone
+# choose the host the agent puts in its snippets. An empty value counts as unset.
+_LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[]) or (
+    [*_LOOPBACK_HOSTS, ".herokuapp.com"] if env.str("DYNO", default="") else _LOOPBACK_HOSTS
 )
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[])
 
@@ -67,12 +72,14 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "corsheaders",
+    "csp",
     "accounts",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    "csp.middleware.CSPMiddleware",
     "accounts.ratelimit.RateLimitMiddleware",
     "corsheaders.middleware.CorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -273,7 +280,8 @@ RATELIMIT_FAIL_OPEN = True
 # --- Alerts ---------------------------------------------------------------------------
 ALERT_EMAIL = env.list("ALERT_EMAIL", default=[])
 ALERT_WEBHOOK_URL = env.str("ALERT_WEBHOOK_URL", default="")
-EMAIL_CONFIG = env.email_url("EMAIL_URL", default="consolemail://")
+# An empty value (a blank field in Heroku's deploy form) counts as unset.
+EMAIL_CONFIG = env.email_url_config(env.str("EMAIL_URL", default="") or "consolemail://")
 vars().update(EMAIL_CONFIG)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="tokenagent@localhost")
 
@@ -293,6 +301,46 @@ SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=not DEBUG)
 SECURE_REFERRER_POLICY = "same-origin"
 X_FRAME_OPTIONS = "DENY"
 
+
+# --- Content-Security-Policy (django-csp) on every page but the token URLs ------------
+def _origin(url: str) -> str | None:
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return f"{parts.scheme}://{parts.netloc}"
+    return None  # a path on this site ('self')
+
+
+# The owner's pages load only the agent's own files, except the token preview: it
+# runs Instafeed.js from jsDelivr (this exact version, with its integrity hash; see
+# accounts/selectors/serving.py), which calls the Graph API and shows pictures from
+# Instagram's CDN. When the agent talks to another Graph server (a sandbox), the
+# preview's calls and pictures come from there instead.
+_GRAPH = [o for o in {_origin(INSTAGRAM_GRAPH_URL)} - {"https://graph.instagram.com"} if o]
+_AUTHORIZE = [o for o in [_origin(INSTAGRAM_AUTHORIZE_URL)] if o]
+CONTENT_SECURITY_POLICY = {
+    # Scripts that sites load cross-site; a policy there would be noise on the hot path.
+    "EXCLUDE_URL_PREFIXES": ["/token"],
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'", "https://cdn.jsdelivr.net/npm/instafeed.js@2.1.0/"],
+        "connect-src": ["'self'", "https://graph.instagram.com", *_GRAPH],
+        "img-src": [
+            "'self'",
+            "data:",
+            "https://*.cdninstagram.com",
+            "https://*.fbcdn.net",
+            *_GRAPH,
+        ],
+        "style-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        # Forms post here; "connect an account" may redirect on to Instagram's
+        # authorize page, which browsers check against form-action too.
+        "form-action": ["'self'", *_AUTHORIZE],
+    },
+}
+
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
@@ -304,7 +352,7 @@ USE_I18N = True
 USE_TZ = True
 
 STATIC_URL = "static/"
-STATIC_ROOT = BASE_DIR / "staticfiles"
+STATIC_ROOT = env.path("STATIC_ROOT", default=BASE_DIR / "staticfiles")
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
@@ -319,7 +367,12 @@ LOGGING = {
     "disable_existing_loggers": False,
     "filters": {"redact": {"()": "tokenagent.redaction.RedactingFilter"}},
     "formatters": {
-        "line": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+        "line": {
+            # Heroku's log router splits on newlines: one event per line, tracebacks
+            # included, except under DEBUG where people read them.
+            "()": "logging.Formatter" if DEBUG else "tokenagent.logformat.OneLineFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s %(message)s",
+        },
     },
     "handlers": {
         "stdout": {
