@@ -39,5 +39,10 @@ lint: install-dev
 format: install-dev
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
+# Token endpoints vs a bare Django view under the Procfile's web server (needs wrk;
+# Redis figures too when it answers on 127.0.0.1:6379). ARGS="--help" for options.
+bench-token: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.token_endpoints $(ARGS)
+
 clean:
 	rm -rf var staticfiles

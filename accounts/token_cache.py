@@ -12,6 +12,9 @@ knows the keys. Readers rebuild on a miss. Writers drop entries after commit:
   receivers below; queryset ``.update()`` calls are not and must call it.
 """
 
+import time
+
+from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
@@ -33,12 +36,43 @@ def _index_key(account_id: int) -> str:
     return f"token:index:{account_id}"
 
 
+# Each web process keeps what it read from the shared cache for at most
+# TOKEN_CACHE_LOCAL_SECONDS (default 1 s): a hit then costs a dict lookup instead of
+# a file read or a Redis round trip. invalidate() empties it at once in the process
+# that calls it; other processes see the change when their copy lapses.
+_local: dict[str, tuple[float, object]] = {}
+_LOCAL_MAX_ENTRIES = 1024
+
+
+def _local_seconds() -> float:
+    return getattr(settings, "TOKEN_CACHE_LOCAL_SECONDS", 0)
+
+
 def get(key: str):
-    return cache.get(key)
+    seconds = _local_seconds()
+    if seconds > 0:
+        now = time.monotonic()
+        hit = _local.get(key)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+    entry = cache.get(key)
+    if seconds > 0 and entry is not None:
+        if len(_local) >= _LOCAL_MAX_ENTRIES:
+            _local.clear()
+        _local[key] = (now + seconds, entry)
+    return entry
+
+
+def clear_local() -> None:
+    """Forget this process's short-lived copies (tests; invalidate() does it per key)."""
+    _local.clear()
 
 
 def store(key: str, entry, *, timeout: int, account_id: int | None = None) -> None:
     cache.set(key, entry, timeout)
+    seconds = _local_seconds()
+    if seconds > 0:
+        _local[key] = (time.monotonic() + seconds, entry)
     if account_id is not None and key != DEFAULT_KEY:
         index_key = _index_key(account_id)
         known = cache.get(index_key) or []
@@ -48,6 +82,7 @@ def store(key: str, entry, *, timeout: int, account_id: int | None = None) -> No
 
 def delete(key: str) -> None:
     cache.delete(key)
+    _local.pop(key, None)
 
 
 def invalidate_account_id(account_id: int | None, *, slugs: tuple[str, ...] = ()) -> None:
@@ -55,6 +90,8 @@ def invalidate_account_id(account_id: int | None, *, slugs: tuple[str, ...] = ()
     if account_id is not None:
         keys.update(cache.get(_index_key(account_id)) or ())
     cache.delete_many(sorted(keys))
+    for key in keys:
+        _local.pop(key, None)
 
 
 def invalidate(account: InstagramAccount, *, slugs: tuple[str, ...] = ()) -> None:

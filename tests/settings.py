@@ -24,6 +24,9 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 if REDIS_URL:  # noqa: F405
     CACHES["default"]["KEY_PREFIX"] = f"tokenagent-test-{os.getpid()}"  # noqa: F405
 ROOT_URLCONF = "tests.urls"
+# Tests share one process across many database states: no per-process token memo
+# (tests of the memo turn it on themselves).
+TOKEN_CACHE_LOCAL_SECONDS = 0
 # Abuse limits would trip on suites that sign in or post hooks many times from one
 # address; tests/security/test_ratelimit.py turns them back on.
 RATELIMIT_ENABLE = False

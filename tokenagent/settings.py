@@ -262,6 +262,10 @@ WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
 TOKEN_ENCRYPTION_KEY = env.str("TOKEN_ENCRYPTION_KEY", default="")
 # Upper bound for Cache-Control max-age on token responses, in seconds.
 TOKEN_CACHE_MAX_AGE = env.int("TOKEN_CACHE_MAX_AGE", default=3600)
+# How long each web process reuses a token entry read from the shared cache (seconds;
+# 0 = read the shared cache on every request). Bounds how late other processes see
+# a refresh or disconnect; see accounts/token_cache.py and bench/token_endpoints.
+TOKEN_CACHE_LOCAL_SECONDS = env.float("TOKEN_CACHE_LOCAL_SECONDS", default=1.0)
 
 # --- Abuse limits (accounts/ratelimit.py): per client address, in the default cache --
 # django-ratelimit rates ("20/m" = 20 a minute); empty turns one off. Token URLs

@@ -16,7 +16,7 @@ import hashlib
 import json
 import re
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from functools import lru_cache
 
 from django.conf import settings
@@ -59,8 +59,6 @@ _DETAILS = {
 ERROR_TTL = 300
 UNKNOWN_TTL = 60
 MAX_SLUG_LENGTH = InstagramAccount._meta.get_field("slug").max_length
-# Refresh rules the schedule follows (instagram-api.md section 4 and 11.5).
-REFRESH_FLOOR = timedelta(hours=24)
 
 # The published Instafeed.js the snippets and the preview page load from a public
 # CDN; the hash is of node_modules/instafeed.js/dist/instafeed.min.js (npm 2.1.0),
@@ -80,13 +78,12 @@ def _iso(dt: datetime) -> str:
 
 
 def next_scheduled_refresh(*, account: InstagramAccount, token: AccessToken) -> datetime:
-    """When the refresher will next replace this token: one refresh interval after
-    the last refresh (or issue), never before the token is 24 h old, and no later
-    than REFRESH_SAFETY_WINDOW_DAYS (7) days before it expires."""
-    base = token.refreshed_at or token.issued_at
-    window = timedelta(days=getattr(settings, "REFRESH_SAFETY_WINDOW_DAYS", 7))
-    due = min(base + account.refresh_interval, token.expires_at - window)
-    return max(due, token.issued_at + REFRESH_FLOOR)
+    """When the refresher will next replace this token (the refresh engine's own
+    schedule: one interval after the last refresh or issue, no later than the
+    safety window before expiry, never before the token is 24 h old)."""
+    from accounts.services.refresh import token_next_refresh_at
+
+    return token_next_refresh_at(token=token, account=account)
 
 
 def _fingerprint(*parts: object) -> str:
@@ -198,7 +195,14 @@ def served_token(slug: str | None) -> dict:
 
 def token_value(entry: dict) -> str:
     """The token in clear, for one response. Raises ``crypto.InvalidToken``."""
-    return crypto.decrypt(entry["ct"])
+    return _decrypt(entry["ct"], settings.TOKEN_ENCRYPTION_KEY, settings.SECRET_KEY)
+
+
+@lru_cache(maxsize=128)
+def _decrypt(ciphertext: str, keys: str, secret_key: str) -> str:
+    # Memoized per ciphertext (unique per token write) and key set: a new token or
+    # a key change is a new entry, so this never serves anything stale.
+    return crypto.decrypt(ciphertext)
 
 
 def allow_list(entry: dict) -> cors.AllowList | cors.Intersection:

@@ -16,6 +16,8 @@ the request itself (a bad ``?const=`` 400, a site outside ``ALLOWED_DOMAINS``
 JavaScript too. ``?callback=`` (JSONP) is not supported and is ignored.
 """
 
+from functools import partial
+
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -67,15 +69,20 @@ def _matches(if_none_match: str, tag: str) -> bool:
     return False
 
 
-def _cached(request: HttpRequest, entry: dict, variant: str, allow, content_type: str, body):
-    """A 200 (``body()`` called only then) or a 304, with the caching headers."""
+def _cached(request: HttpRequest, entry: dict, variant: str, allow, content_type: str, render):
+    """A 200 with ``render(token)`` or a 304 (no decryption needed), with the caching
+    headers; None when the token cannot be decrypted."""
     tag = serving.etag(entry, variant)
     inm = request.META.get("HTTP_IF_NONE_MATCH")
     if inm and _matches(inm, tag):
         response = HttpResponse(status=304)
         del response["Content-Type"]
     else:
-        response = HttpResponse(body(), content_type=content_type)
+        try:
+            token = serving.token_value(entry)
+        except crypto.InvalidToken:
+            return None
+        response = HttpResponse(render(token), content_type=content_type)
     response["ETag"] = tag
     response["Cache-Control"] = f"public, max-age={serving.max_age(entry)}"
     return _add_cors(response, request, allow)
@@ -98,17 +105,14 @@ def _serve_data(request: HttpRequest, slug: str | None, variant: str) -> HttpRes
     allow = serving.allow_list(entry)
     state = entry["state"]
     if state == serving.OK:
-        try:
-            token = serving.token_value(entry)
-        except crypto.InvalidToken:
-            entry = serving.with_state(entry, serving.TOKEN_UNREADABLE)
-            state = entry["state"]
+        if variant == "json":
+            response = _cached(request, entry, "j", allow, JSON, partial(serving.json_body, entry))
         else:
-            if variant == "json":
-                return _cached(
-                    request, entry, "j", allow, JSON, lambda: serving.json_body(entry, token)
-                )
-            return _cached(request, entry, "p", allow, PLAIN, lambda: token)
+            response = _cached(request, entry, "p", allow, PLAIN, str)
+        if response is not None:
+            return response
+        entry = serving.with_state(entry, serving.TOKEN_UNREADABLE)
+        state = entry["state"]
     status = 404 if state in serving.NOT_FOUND_STATES else 503
     return _uncached(request, allow, serving.error_body(entry), status=status, content_type=JSON)
 
@@ -163,19 +167,11 @@ def _serve_js(request: HttpRequest, slug: str | None) -> HttpResponse:
         body = serving.js_unusable(name, entry["detail"])
         return _uncached(request, allow, body, status=404, content_type=JAVASCRIPT)
     if state == serving.OK:
-        try:
-            token = serving.token_value(entry)
-        except crypto.InvalidToken:
-            entry = serving.with_state(entry, serving.TOKEN_UNREADABLE)
-        else:
-            return _cached(
-                request,
-                entry,
-                f"s-{name}",
-                allow,
-                JAVASCRIPT,
-                lambda: serving.js_assign(name, token),
-            )
+        render = partial(serving.js_assign, name)
+        response = _cached(request, entry, f"s-{name}", allow, JAVASCRIPT, render)
+        if response is not None:
+            return response
+        entry = serving.with_state(entry, serving.TOKEN_UNREADABLE)
     # 200 so that browsers run it (see the module docstring); never cached.
     body = serving.js_unusable(name, f"{entry['detail']} ({entry['state']})")
     response = _uncached(request, allow, body, status=200, content_type=JAVASCRIPT)

@@ -759,3 +759,51 @@ def test_hot_path_and_invalidation_on_the_real_redis(
         assert client.get(f"/token/{slug}.json").status_code == 503
     finally:
         token_cache.invalidate(account)
+
+
+# --- The per-process memo (TOKEN_CACHE_LOCAL_SECONDS) ---------------------------------
+
+
+@pytest.fixture
+def memo(settings, monkeypatch):
+    """Turn the per-process memo on, with a clock the test moves."""
+    settings.TOKEN_CACHE_LOCAL_SECONDS = 1.0
+    token_cache.clear_local()
+    clock = [1000.0]
+    monkeypatch.setattr(token_cache.time, "monotonic", lambda: clock[0])
+    yield clock
+    token_cache.clear_local()
+
+
+def test_memo_spares_the_shared_cache_and_lapses(client, acme, memo, monkeypatch):
+    assert client.get("/token/acme.json").status_code == 200
+    reads = []
+
+    class Counting:
+        def __getattr__(self, name):
+            if name == "get":
+                reads.append(name)
+            return getattr(cache, name)
+
+    monkeypatch.setattr(token_cache, "cache", Counting())
+    for _ in range(5):
+        assert client.get("/token/acme.json").json()["token"] == TOKEN
+    assert reads == []
+    # Another process changed the account and invalidated the shared cache only.
+    AccessToken.objects.filter(account=acme).delete()
+    cache.delete(token_cache.key_for("acme"))
+    assert client.get("/token/acme.json").status_code == 200  # this process's copy, < 1 s old
+    memo[0] += 1.01
+    assert client.get("/token/acme.json").json()["error"] == "no_token"
+
+
+def test_memo_is_dropped_at_once_by_invalidate_in_this_process(
+    client, acme, memo, django_capture_on_commit_callbacks
+):
+    assert client.get("/token/acme.json").status_code == 200
+    assert client.get("/token.json").status_code == 200
+    with django_capture_on_commit_callbacks(execute=True):
+        acme.status = InstagramAccount.Status.DISCONNECTED
+        acme.save()
+    assert client.get("/token/acme.json").json()["error"] == "disconnected"
+    assert client.get("/token.json").json()["error"] == "disconnected"

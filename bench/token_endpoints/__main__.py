@@ -1,0 +1,375 @@
+"""Run the token-endpoint benchmark: ``python -m bench.token_endpoints``.
+
+For each cache backend (the file cache of a one-machine install; Redis when it
+answers) and each WSGI server (the Procfile's ``web`` line exactly as written, plus
+alternatives for comparison), it starts the server the way Heroku runs a Procfile
+line (``bash -c``, ``$PORT``, ``WEB_CONCURRENCY``), with production settings
+(DEBUG off, a real SECRET_KEY; only the TLS redirect is off since there is no TLS
+here), seeds one account, and measures against the same server:
+
+- ``bare``: a Django view returning a constant JSON body (the baseline),
+- ``json``: ``/token/bench.json``, ``js``: ``/token/bench.js``,
+- ``304``: ``/token/bench.json`` with a matching ``If-None-Match``,
+
+first throughput with wrk (keep-alive, ``-t2 -c32``), then latency at a fixed
+500 requests/s (fixed_rate.py). Prints one table with req/s, p50 and p99 and the
+ratio of each endpoint's throughput to the bare view's, and checks the targets:
+``.json`` >= 80 % of bare, p99 < 20 ms at 500 req/s.
+"""
+
+import argparse
+import json
+import os
+import re
+import secrets
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from bench.token_endpoints import fixed_rate
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+SLUG = "bench"
+HOST = "127.0.0.1"
+
+
+def procfile_web_line() -> str:
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.startswith("web:"):
+            return line.split(":", 1)[1].strip()
+    raise SystemExit("Procfile has no web: line")
+
+
+def server_commands() -> dict[str, str]:
+    """The Procfile's web line as written, and variants of it for comparison (each
+    changes one thing), plus granian (a Rust WSGI server) for scale."""
+    web = procfile_web_line()
+    commands = {"procfile": web}
+    if web.startswith("gunicorn "):
+        if "--preload" in web:
+            commands["procfile-no-preload"] = web.replace(" --preload", "", 1)
+        else:
+            commands["procfile-preload"] = web.replace("gunicorn ", "gunicorn --preload ", 1)
+        recycle = re.sub(r"--max-requests \d+ --max-requests-jitter \d+", "", web)
+        commands["procfile-no-recycling"] = re.sub(r"\s+", " ", recycle).strip()
+        commands["gunicorn-sync"] = re.sub(
+            r"--worker-class \S+(?: --threads \d+)?", "--worker-class sync", web
+        )
+    commands["granian"] = (
+        "granian --interface wsgi --host 0.0.0.0 --port $PORT "
+        "--workers ${WEB_CONCURRENCY:-2} --blocking-threads 4 --no-access-log "
+        "tokenagent.wsgi:application"
+    )
+    return commands
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def redis_reachable(url: str) -> bool:
+    try:
+        import redis
+
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=1).ping())
+    except (ImportError, OSError, redis.RedisError):
+        return False
+
+
+def base_env(var_dir: Path, port: int, workers: int, redis_url: str | None) -> dict[str, str]:
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DJANGO_SETTINGS_MODULE", "DATABASE_URL", "REDIS_URL", "GUNICORN_CMD_ARGS")
+    }
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "bench.token_endpoints.settings",
+            "DEBUG": "False",
+            "SECRET_KEY": secrets.token_urlsafe(50),
+            "SECURE_SSL_REDIRECT": "False",
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "INSTAGRAM_APP_ID": "bench-app-id",
+            "INSTAGRAM_APP_SECRET": "bench-app-secret",
+            "TOKENAGENT_VAR_DIR": str(var_dir),
+            "LOG_LEVEL": "WARNING",
+            "PORT": str(port),
+            "WEB_CONCURRENCY": str(workers),
+            "PYTHONPATH": str(ROOT),
+            "PATH": f"{BIN}:{env.get('PATH', '')}",
+        }
+    )
+    if redis_url:
+        env["REDIS_URL"] = redis_url
+    return env
+
+
+SEED = f"""
+import django; django.setup()
+from datetime import timedelta
+from django.utils import timezone
+from accounts.models import InstagramAccount
+from accounts.services.tokens import token_store
+account, _ = InstagramAccount.objects.get_or_create(
+    slug={SLUG!r}, defaults={{"ig_user_id": "17841400000099999", "username": "bench_bakery"}})
+now = timezone.now()
+token_store(account=account, access_token="IGAAbench" + "x" * 180,
+            issued_at=now - timedelta(hours=1), expires_at=now + timedelta(days=59))
+"""
+
+
+def prepare(env: dict[str, str]) -> None:
+    python = str(BIN / "python")
+    subprocess.run(
+        [python, "manage.py", "migrate", "--noinput", "-v", "0"], cwd=ROOT, env=env, check=True
+    )
+    subprocess.run([python, "-c", SEED], cwd=ROOT, env=env, check=True)
+
+
+def get(url: str, headers: dict[str, str] | None = None):
+    """(status, headers (case-insensitive), body)"""
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers, exc.read()
+
+
+def start_server(command: str, env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    out = log.open("wb")
+    proc = subprocess.Popen(
+        ["bash", "-c", f"exec {command}"],
+        cwd=ROOT,
+        env=env,
+        stdout=out,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    deadline = time.monotonic() + 40
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit(f"server exited early ({command}); see {log}")
+        try:
+            if get(f"http://{HOST}:{port}/bench/bare.json")[0] == 200:
+                return proc
+        except OSError:
+            pass
+        time.sleep(0.2)
+    stop_server(proc)
+    raise SystemExit(f"server did not answer within 40 s ({command}); see {log}")
+
+
+def stop_server(proc: subprocess.Popen) -> None:
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+_UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}
+
+
+def _ms(text: str) -> float:
+    m = re.fullmatch(r"([\d.]+)(us|ms|s|m)", text.strip())
+    return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
+
+
+def wrk(url: str, headers: dict[str, str], duration: int, connections: int) -> dict:
+    cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
+    for k, v in headers.items():
+        cmd += ["-H", f"{k}: {v}"]
+    out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
+    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: (.*)", out)
+    return {
+        "rps": rps,
+        "p50": p50,
+        "p99": p99,
+        "bad": int(bad.group(1)) if bad else 0,
+        "socket_errors": errors.group(1) if errors else "",
+    }
+
+
+def measure(server: str, command: str, cache: str, env: dict, args, port: int, logdir: Path):
+    proc = start_server(command, env, port, logdir / f"{server}-{cache}.log")
+    rows = []
+    try:
+        base = f"http://{HOST}:{port}"
+        status, headers, body = get(f"{base}/token/{SLUG}.json")
+        if status != 200 or not json.loads(body).get("token"):
+            raise SystemExit(f"/token/{SLUG}.json answered {status}: {body[:200]!r}")
+        etag = headers["ETag"]
+        endpoints = [
+            ("bare", "/bench/bare.json", {}, 200),
+            ("json", f"/token/{SLUG}.json", {}, 200),
+            ("js", f"/token/{SLUG}.js", {}, 200),
+            ("304", f"/token/{SLUG}.json", {"If-None-Match": etag}, 304),
+        ]
+        for _, path, hdrs, _ in endpoints:  # warm every worker and the cache
+            wrk(base + path, hdrs, 2, args.connections)
+        for name, path, hdrs, expect in endpoints:
+            status = get(base + path, hdrs)[0]
+            if status != expect:
+                raise SystemExit(f"{path} answered {status}, expected {expect}")
+            w = wrk(base + path, hdrs, args.duration, args.connections)
+            f = fixed_rate.run(
+                host=HOST,
+                port=port,
+                path=path,
+                headers=hdrs,
+                expect_status=expect,
+                rate=args.rate,
+                duration=args.rate_duration,
+            )
+            rows.append({"server": server, "cache": cache, "endpoint": name, "wrk": w, "fixed": f})
+            print(
+                f"  {server:<26} {cache:<5} {name:<5} {w['rps']:>9.0f} req/s"
+                f"  p99@{args.rate:.0f}/s {f.p99_ms:6.2f} ms",
+                flush=True,
+            )
+    finally:
+        stop_server(proc)
+    return rows
+
+
+def report(rows: list[dict], rate: float) -> bool:
+    print()
+    print(
+        f"{'server':<26} {'cache':<5} {'endpoint':<8} {'req/s':>9} {'vs bare':>8} "
+        f"{'p50 ms':>7} {'p99 ms':>7} | {'@' + str(int(rate)) + '/s':>8} {'p50 ms':>7} "
+        f"{'p99 ms':>7} {'max ms':>7} {'errors':>6}"
+    )
+    ok = True
+    bare = {}
+    for row in rows:
+        if row["endpoint"] == "bare":
+            bare[(row["server"], row["cache"])] = row["wrk"]["rps"]
+    for row in rows:
+        w, f = row["wrk"], row["fixed"]
+        ratio = w["rps"] / bare[(row["server"], row["cache"])]
+        errors = f.errors + w["bad"]
+        print(
+            f"{row['server']:<26} {row['cache']:<5} {row['endpoint']:<8} {w['rps']:>9.0f} "
+            f"{ratio:>7.0%} {w['p50']:>7.2f} {w['p99']:>7.2f} | {f.achieved_rate:>8.0f} "
+            f"{f.p50_ms:>7.2f} {f.p99_ms:>7.2f} {f.max_ms:>7.1f} {errors:>6}"
+            + (f"  socket errors: {w['socket_errors']}" if w["socket_errors"] else "")
+        )
+    print()
+    for row in rows:
+        if row["server"] != "procfile":
+            continue
+        key = (row["server"], row["cache"])
+        if row["endpoint"] == "json":
+            ratio = row["wrk"]["rps"] / bare[key]
+            good = ratio >= 0.8
+            ok &= good
+            print(f"target .json >= 80% of bare ({row['cache']} cache): {ratio:.0%} ", end="")
+            print("OK" if good else "MISSED")
+        if row["endpoint"] != "bare":
+            good = row["fixed"].p99_ms < 20
+            ok &= good
+            print(
+                f"target p99 < 20 ms at {rate:.0f} req/s, {row['endpoint']} ({row['cache']}): "
+                f"{row['fixed'].p99_ms:.2f} ms {'OK' if good else 'MISSED'}"
+            )
+    return ok
+
+
+def main() -> int:
+    commands = server_commands()
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.token_endpoints",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--servers",
+        default=",".join(commands),
+        help=f"comma-separated, from {', '.join(commands)} (default: all installed)",
+    )
+    parser.add_argument(
+        "--caches",
+        default="file,redis",
+        help="file and/or redis (redis is skipped when it does not answer)",
+    )
+    parser.add_argument(
+        "--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="WEB_CONCURRENCY (Heroku sets 2 on basic dynos; this machine has 2 cores)",
+    )
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=32, help="wrk keep-alive connections")
+    parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate requests/s")
+    parser.add_argument(
+        "--rate-duration", type=float, default=5.0, help="seconds per fixed-rate run"
+    )
+    args = parser.parse_args()
+
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (Debian: apt-get install wrk)")
+    servers = [s for s in args.servers.split(",") if s]
+    unknown = set(servers) - set(commands)
+    if unknown:
+        raise SystemExit(f"unknown servers: {', '.join(sorted(unknown))}")
+    available = []
+    for name in servers:
+        program = shlex.split(commands[name])[0]
+        if shutil.which(program, path=f"{BIN}:{os.environ.get('PATH', '')}"):
+            available.append(name)
+        else:
+            print(f"skipping {name}: {program} is not installed (pip install {program})")
+    caches = []
+    for cache in (c for c in args.caches.split(",") if c):
+        if cache == "redis" and not redis_reachable(args.redis_url):
+            print(f"skipping the Redis cache: {args.redis_url} does not answer")
+            continue
+        caches.append(cache)
+
+    print(f"Procfile web: {procfile_web_line()}")
+    print(
+        f"WEB_CONCURRENCY={args.workers}, wrk -t2 -c{args.connections} -d{args.duration}s, "
+        f"fixed rate {args.rate:.0f}/s for {args.rate_duration:.0f}s, {os.cpu_count()} CPUs"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench-token-") as tmp:
+        logdir = Path(tmp) / "logs"
+        logdir.mkdir()
+        for cache in caches:
+            var_dir = Path(tmp) / f"var-{cache}"
+            port = free_port()
+            env = base_env(
+                var_dir, port, args.workers, args.redis_url if cache == "redis" else None
+            )
+            prepare(env)
+            for server in available:
+                rows += measure(server, commands[server], cache, env, args, port, logdir)
+    if not rows:
+        return 1
+    return 0 if report(rows, args.rate) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
