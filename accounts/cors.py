@@ -34,6 +34,7 @@ _SPLIT = re.compile(r"[\s,]+")
 _HOST = re.compile(
     r"^(?=.{1,253}$)[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?:\.[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?)*$"
 )
+_IPV6 = re.compile(r"^[0-9a-f:.]+$")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -119,7 +120,11 @@ def _split_origin(value: str) -> tuple[str, str, int | None] | None:
         return None
     host = parts.hostname.lower()
     if ":" in host:
+        if not _IPV6.match(host):
+            return None
         host = f"[{host}]"
+    elif not _HOST.match(host) or parts.username is not None:
+        return None
     if port == _DEFAULT_PORTS[scheme]:
         port = None
     return scheme, host, port

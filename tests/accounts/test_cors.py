@@ -131,3 +131,13 @@ def test_global_list_follows_the_setting(settings):
     settings.ALLOWED_DOMAINS = "shop.example"
     assert not cors.is_unrestricted()
     assert cors.global_allow_list().allows("https://shop.example")
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["http://<", "https://a<b.com", "https://u@x.example", "https://x.example\r\n", "http://[zz]"],
+)
+def test_malformed_origins_are_not_origins(value):
+    assert cors.origin_of(value) is None
+    assert not cors.parse("x.example").allows(value)
+    assert cors.allow_origin_header(value, cors.parse("")) == "*"
