@@ -44,5 +44,11 @@ format: install-dev
 bench-token: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.token_endpoints $(ARGS)
 
+# 10,000 due accounts, Instagram answering after 100 ms, one Celery worker (threads
+# pool): accounts/s, total time, worker peak RSS. Needs PostgreSQL on 127.0.0.1:5432
+# (BENCH_DATABASE_URL) and redis-server on PATH. ARGS="--help" for options.
+bench-refresh: install
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.refresh_fanout $(ARGS)
+
 clean:
 	rm -rf var staticfiles

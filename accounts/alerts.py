@@ -167,7 +167,11 @@ def alert_raise(
 
 def alert_clear(*, key: str, now: datetime | None = None) -> None:
     """The condition is over; the next time it happens it alerts again at once."""
-    AlertState.objects.filter(key=key, cleared_at__isnull=True).update(
+    alerts_clear(keys=[key], now=now)
+
+
+def alerts_clear(*, keys: list[str], now: datetime | None = None) -> None:
+    AlertState.objects.filter(key__in=keys, cleared_at__isnull=True).update(
         cleared_at=now or timezone.now()
     )
 

@@ -10,8 +10,13 @@ knows the keys. Readers rebuild on a miss. Writers drop entries after commit:
   call ``invalidate(account)`` after commit (``transaction.on_commit``). Saves
   through the ORM (``Model.save()``/``delete()``, the admin) are covered by the
   receivers below; queryset ``.update()`` calls are not and must call it.
+
+The cache is an accelerator, never a dependency: when it fails (Redis down), a
+read is a miss (the caller rebuilds from the database), a write or invalidation
+is skipped with a warning (an entry missed that way lapses within ENTRY_TTL).
 """
 
+import logging
 import time
 
 from django.conf import settings
@@ -19,8 +24,13 @@ from django.core.cache import cache
 from django.db import transaction
 from django.db.models.signals import post_delete, post_save
 from django.dispatch import receiver
+from redis.exceptions import RedisError
 
 from accounts.models import AccessToken, InstagramAccount
+
+logger = logging.getLogger(__name__)
+# What a failing cache backend raises: redis-py's errors, socket and file errors.
+CACHE_ERRORS = (RedisError, OSError)
 
 DEFAULT_KEY = "token:__default__"
 # Entries are rebuilt at least this often even if an invalidation was missed (seconds).
@@ -55,7 +65,11 @@ def get(key: str):
         hit = _local.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]
-    entry = cache.get(key)
+    try:
+        entry = cache.get(key)
+    except CACHE_ERRORS as exc:
+        logger.warning("token cache read failed, serving from the database: %r", exc)
+        return None
     if seconds > 0 and entry is not None:
         if len(_local) >= _LOCAL_MAX_ENTRIES:
             _local.clear()
@@ -69,27 +83,40 @@ def clear_local() -> None:
 
 
 def store(key: str, entry, *, timeout: int, account_id: int | None = None) -> None:
-    cache.set(key, entry, timeout)
+    try:
+        cache.set(key, entry, timeout)
+        if account_id is not None and key != DEFAULT_KEY:
+            index_key = _index_key(account_id)
+            known = cache.get(index_key) or []
+            if key not in known:
+                cache.set(index_key, [*known, key][-8:], 2 * ENTRY_TTL)
+    except CACHE_ERRORS as exc:
+        logger.warning("token cache write failed: %r", exc)
+        return
     seconds = _local_seconds()
     if seconds > 0:
         _local[key] = (time.monotonic() + seconds, entry)
-    if account_id is not None and key != DEFAULT_KEY:
-        index_key = _index_key(account_id)
-        known = cache.get(index_key) or []
-        if key not in known:
-            cache.set(index_key, [*known, key][-8:], 2 * ENTRY_TTL)
 
 
 def delete(key: str) -> None:
-    cache.delete(key)
     _local.pop(key, None)
+    try:
+        cache.delete(key)
+    except CACHE_ERRORS as exc:
+        logger.warning("token cache delete failed: %r", exc)
 
 
 def invalidate_account_id(account_id: int | None, *, slugs: tuple[str, ...] = ()) -> None:
     keys = {DEFAULT_KEY, *(key_for(s) for s in slugs)}
-    if account_id is not None:
-        keys.update(cache.get(_index_key(account_id)) or ())
-    cache.delete_many(sorted(keys))
+    try:
+        if account_id is not None:
+            keys.update(cache.get(_index_key(account_id)) or ())
+        cache.delete_many(sorted(keys))
+    except CACHE_ERRORS as exc:
+        # Never fails the write that triggered it (a refresh has already committed).
+        logger.warning(
+            "token cache invalidation failed; entries lapse within %ss: %r", ENTRY_TTL, exc
+        )
     for key in keys:
         _local.pop(key, None)
 

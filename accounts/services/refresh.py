@@ -94,16 +94,19 @@ def token_next_refresh_at(*, token: AccessToken, account: InstagramAccount) -> d
 # --- The claim -----------------------------------------------------------------------------
 
 
-def account_refresh_claim(*, account: InstagramAccount, now: datetime) -> datetime | None:
+def account_refresh_claim(
+    *, account: InstagramAccount, now: datetime, statuses: list[str] | None = None
+) -> datetime | None:
     """Claim ``account`` for one refresh; returns the claim's expiry, or None when
-    someone else holds a live claim. One conditional UPDATE, checked by row count."""
+    someone else holds a live claim (or its status is not in ``statuses``). One
+    conditional UPDATE, checked by its row count."""
     until = now + timedelta(seconds=settings.REFRESH_LOCK_SECONDS)
-    claimed = (
-        InstagramAccount.objects.filter(pk=account.pk)
-        .filter(Q(refresh_locked_until__isnull=True) | Q(refresh_locked_until__lt=now))
-        .update(refresh_locked_until=until)
+    rows = InstagramAccount.objects.filter(pk=account.pk).filter(
+        Q(refresh_locked_until__isnull=True) | Q(refresh_locked_until__lt=now)
     )
-    return until if claimed else None
+    if statuses is not None:
+        rows = rows.filter(status__in=statuses)
+    return until if rows.update(refresh_locked_until=until) else None
 
 
 def account_refresh_release(*, account: InstagramAccount, claim: datetime) -> None:
@@ -210,39 +213,41 @@ def token_refresh(
     Permanent errors are settled here and returned as the attempt.
     """
     now = now or timezone.now()
-    account.refresh_from_db()
-    if account.status == InstagramAccount.Status.DISCONNECTED:
-        return _skip(
-            account=account,
-            trigger=trigger,
-            now=now,
-            message="The account is disconnected; it is not refreshed.",
-            record=force,
-        )
-    if account.status == InstagramAccount.Status.NEEDS_RECONNECT and not force:
-        return _skip(
-            account=account,
-            trigger=trigger,
-            now=now,
-            message="The account needs to be reconnected.",
-            record=False,
-        )
-    claim = account_refresh_claim(account=account, now=now)
+    claimable = [InstagramAccount.Status.ACTIVE]
+    if force:
+        claimable.append(InstagramAccount.Status.NEEDS_RECONNECT)
+    claim = account_refresh_claim(account=account, now=now, statuses=claimable)
     if claim is None:
-        locked_until = (
-            InstagramAccount.objects.filter(pk=account.pk)
-            .values_list("refresh_locked_until", flat=True)
-            .first()
-        )
-        raise RefreshInProgress(account, locked_until)
+        account.refresh_from_db()
+        if account.status == InstagramAccount.Status.DISCONNECTED:
+            return _skip(
+                account=account,
+                trigger=trigger,
+                now=now,
+                message="The account is disconnected; it is not refreshed.",
+                record=force,
+            )
+        if account.status == InstagramAccount.Status.NEEDS_RECONNECT and not force:
+            return _skip(
+                account=account,
+                trigger=trigger,
+                now=now,
+                message="The account needs to be reconnected.",
+                record=False,
+            )
+        raise RefreshInProgress(account, account.refresh_locked_until)
+    released = False
     try:
-        return _refresh_claimed(
+        result = _refresh_claimed(
             account=account, trigger=trigger, force=force, now=now, attempt=attempt, claim=claim
         )
+        # A success gives the claim back inside its commit.
+        released = result.outcome == Outcome.SUCCESS
+        return result
     finally:
-        # On success the claim is released inside the commit; this covers every
-        # other way out (errors, SoftTimeLimitExceeded, a database failure).
-        account_refresh_release(account=account, claim=claim)
+        # Every other way out: a skip, an error, SoftTimeLimitExceeded, a database failure.
+        if not released:
+            account_refresh_release(account=account, claim=claim)
 
 
 def _refresh_claimed(
@@ -254,9 +259,12 @@ def _refresh_claimed(
     attempt: int,
     claim: datetime,
 ) -> RefreshAttempt:
-    # Re-read under the claim: another refresh may have finished a moment ago.
-    token = AccessToken.objects.filter(account=account).first()
-    if token is None:
+    # Re-read under the claim, account and token in one query: another refresh
+    # may have finished a moment ago, and the caller's copy may be old.
+    token = AccessToken.objects.select_related("account").filter(account_id=account.pk).first()
+    if token is not None:
+        account = token.account
+    else:
         return _skip(
             account=account,
             trigger=trigger,
@@ -354,8 +362,11 @@ def _refresh_claimed(
             attempt=attempt,
             message=f"Refreshed; expires {grant.expires_at:%Y-%m-%d %H:%M} UTC.",
         )
-        alerts.alert_clear(key=alerts.refresh_failed_key(account))
-        alerts.alert_clear(key=alerts.expiring_key(account))
+        if account.last_error or token.expires_at - now <= safety_window():
+            # Only then can a failure or an expiring-soon alert be standing.
+            alerts.alerts_clear(
+                keys=[alerts.refresh_failed_key(account), alerts.expiring_key(account)]
+            )
     logger.info("refreshed token of %s (expires %s)", account.slug, grant.expires_at.isoformat())
     return result
 

@@ -1,0 +1,272 @@
+"""Refresh fan-out benchmark: ``python -m bench.refresh_fanout`` (``make bench-refresh``).
+
+Seeds N accounts (default 10,000) with due tokens in a dedicated PostgreSQL
+database, starts a private redis-server, a fake Instagram in its own process that
+answers each refresh after ``--delay`` (100 ms), and ONE Celery worker with embedded
+beat, exactly as ``celery -A tokenagent worker --beat ...`` runs on a dyno, with the
+production settings module configured by environment variables. The worker's
+start-up tick fans out one task per account; the benchmark waits until every
+token is refreshed and prints accounts per second, the total time and the
+worker's peak RSS (the sum over its process tree: main process, pool, beat),
+sampled from /proc. Target: all 10,000 in under 3 minutes, peak RSS < 250 MB.
+
+Not a test: it takes a minute or two and the machine's full attention.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from tests.integration.refresh_harness import (  # noqa: E402
+    AgentProcess,
+    RedisServer,
+    agent_env,
+    free_port,
+    wait_for,
+    worker_process,
+)
+
+# A throwaway key and fake tokens for a throwaway database.
+TOKEN_PREFIX = "IGAAbench"  # noqa: S105
+SECRET_KEY = "bench-refresh-fanout-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105
+
+
+def process_tree_rss_kb(root_pid: int) -> int:
+    """VmRSS of ``root_pid`` and all its descendants, in kB, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    total, stack = 0, [root_pid]
+    while stack:
+        pid = stack.pop()
+        stack.extend(children.get(pid, []))
+        try:
+            with open(f"/proc/{pid}/status") as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+                        break
+        except OSError:
+            continue
+    return total
+
+
+class RssSampler(threading.Thread):
+    def __init__(self, pid: int, interval: float = 0.2) -> None:
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak_kb = 0
+        self.stop_event = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop_event.is_set():
+            self.peak_kb = max(self.peak_kb, process_tree_rss_kb(self.pid))
+            self.stop_event.wait(self.interval)
+
+
+def ensure_database(url: str) -> None:
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    admin = url.rsplit("/", 1)[0] + "/postgres"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if not exists:
+            conn.execute(f'CREATE DATABASE "{name}"')
+
+
+def seed(count: int) -> None:
+    """Bulk-create ``count`` accounts whose tokens are 8 days old (due weekly)."""
+    from django.utils import timezone
+
+    from accounts import crypto
+    from accounts.models import AccessToken, InstagramAccount, RefreshAttempt, RefresherHeartbeat
+
+    RefreshAttempt.objects.all().delete()
+    RefresherHeartbeat.objects.all().delete()
+    AccessToken.objects.all().delete()
+    InstagramAccount.objects.all().delete()
+    now = timezone.now()
+    accounts = InstagramAccount.objects.bulk_create(
+        [
+            InstagramAccount(
+                slug=f"bench-{i:05d}",
+                ig_user_id=f"1784140{i:010d}",
+                app_scoped_id=f"9876{i:012d}",
+                username=f"bench_{i:05d}",
+            )
+            for i in range(count)
+        ],
+        batch_size=2000,
+    )
+    AccessToken.objects.bulk_create(
+        [
+            AccessToken(
+                account=account,
+                ciphertext=crypto.encrypt(f"{TOKEN_PREFIX}{account.pk:08d}{'z' * 24}"),
+                issued_at=now - timedelta(days=8),
+                expires_at=now + timedelta(days=52),
+                permissions=["instagram_business_basic"],
+            )
+            for account in accounts
+        ],
+        batch_size=2000,
+    )
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--accounts", type=int, default=10_000)
+    parser.add_argument("--delay", type=float, default=0.1, help="Instagram's answer time (s)")
+    parser.add_argument("--pool", default="threads")
+    parser.add_argument("--concurrency", type=int, default=64)
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get(
+            "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/tokenagent_bench_refresh"
+        ),
+    )
+    parser.add_argument("--timeout", type=float, default=600)
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-refresh-"))
+    var_dir = workdir / "var"
+    var_dir.mkdir()
+    redis = RedisServer(workdir).start()
+    ig_port = free_port()
+    instagram = AgentProcess(
+        "instagram",
+        [
+            sys.executable,
+            "-m",
+            "bench.refresh_fanout.instagram",
+            "--port",
+            str(ig_port),
+            "--delay",
+            str(args.delay),
+            "--accept-prefix",
+            TOKEN_PREFIX,
+        ],
+        {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+        workdir,
+    ).start()
+    env = agent_env(
+        database_url=args.database_url,
+        redis_url=redis.url,
+        instagram_url=f"http://127.0.0.1:{ig_port}/sandbox",
+        var_dir=var_dir,
+        secret_key=SECRET_KEY,
+        token_encryption_key="",
+        # Only the start-up tick runs during the measurement.
+        REFRESH_TICK_SECONDS=3600,
+        CONN_MAX_AGE=600,
+        LOG_LEVEL="WARNING",
+    )
+    os.environ.update(env)
+    worker = None
+    try:
+        ensure_database(args.database_url)
+        subprocess.run(
+            [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
+            cwd=ROOT,
+            env=env,
+            check=True,
+        )
+        import django
+
+        django.setup()
+        from django.db import connection
+
+        from accounts.models import AccessToken, RefreshAttempt, RefresherHeartbeat
+
+        started = time.monotonic()
+        seed(args.accounts)
+        print(f"seeded {args.accounts} accounts in {time.monotonic() - started:.1f}s", flush=True)
+        connection.close()
+
+        worker = worker_process(
+            env,
+            workdir,
+            "--pool",
+            args.pool,
+            "--concurrency",
+            str(args.concurrency),
+            "--loglevel",
+            "WARNING",
+        )
+        launched = time.monotonic()
+        worker.start()
+        sampler = RssSampler(worker.proc.pid)
+        sampler.start()
+        first_tick = wait_for(
+            lambda: RefresherHeartbeat.objects.exists() and time.monotonic(),
+            timeout=120,
+            what="the worker's start-up tick",
+        )
+        done_at = None
+        last_report = 0.0
+        while time.monotonic() - launched < args.timeout:
+            refreshed = AccessToken.objects.filter(version__gte=2).count()
+            now = time.monotonic()
+            if refreshed >= args.accounts:
+                done_at = now
+                break
+            if not worker.running():
+                print(worker.log()[-3000:])
+                raise SystemExit("the worker died")
+            if now - last_report >= 10:
+                print(
+                    f"  {now - launched:6.1f}s  refreshed {refreshed:6d}  "
+                    f"worker RSS {process_tree_rss_kb(worker.proc.pid) / 1024:6.1f} MB",
+                    flush=True,
+                )
+                last_report = now
+            time.sleep(0.25)
+        sampler.stop_event.set()
+        sampler.join()
+        refreshed = AccessToken.objects.filter(version__gte=2).count()
+        failures = RefreshAttempt.objects.exclude(outcome="success").count()
+        total = (done_at or time.monotonic()) - launched
+        from_tick = (done_at or time.monotonic()) - first_tick
+        peak_mb = sampler.peak_kb / 1024
+        print()
+        print(
+            f"worker: celery -A tokenagent worker --beat --pool {args.pool} "
+            f"--concurrency {args.concurrency}  "
+            f"(Instagram answers after {args.delay * 1000:.0f} ms)"
+        )
+        print(f"accounts refreshed : {refreshed} / {args.accounts}  (other attempts: {failures})")
+        print(f"total time         : {total:.1f} s from worker launch, {from_tick:.1f} s from tick")
+        print(f"throughput         : {refreshed / from_tick:.1f} accounts/s")
+        print(f"worker peak RSS    : {peak_mb:.1f} MB (process tree: main, pool, beat)")
+        ok = refreshed == args.accounts and total < 180 and peak_mb < 250
+        print(f"target (<180 s, <250 MB): {'MET' if ok else 'MISSED'}")
+        return 0 if ok else 1
+    finally:
+        if worker is not None:
+            worker.stop()
+        instagram.stop()
+        redis.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
