@@ -32,6 +32,16 @@ class RefreshAttemptAdmin(admin.ModelAdmin):
     list_display = ("account", "started_at", "outcome", "trigger", "ig_code", "message")
     list_filter = ("outcome", "trigger")
     readonly_fields = [f.name for f in RefreshAttempt._meta.fields]
+    # History is written by the refresh engine only (messages are redacted there).
+    list_select_related = ("account",)
+    search_fields = ("account__slug", "account__username", "message")
+    date_hierarchy = "started_at"
+
+    def has_add_permission(self, request) -> bool:
+        return False
+
+    def has_change_permission(self, request, obj=None) -> bool:
+        return False
 
 
 admin.site.register(RefresherHeartbeat, list_display=("ran_at", "accounts_due", "accounts_queued"))

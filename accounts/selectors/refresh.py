@@ -116,10 +116,11 @@ def heartbeat_status(*, now: datetime | None = None) -> HeartbeatStatus:
     now = now or timezone.now()
     last = heartbeat_last()
     age = int((now - last.ran_at).total_seconds()) if last else None
+    limit = timedelta(seconds=2 * settings.REFRESH_TICK_SECONDS)
     return HeartbeatStatus(
         last_run=last.ran_at if last else None,
         age_seconds=age,
-        stale=heartbeat_is_stale(now=now),
+        stale=last is None or now - last.ran_at > limit,
         period_seconds=settings.REFRESH_TICK_SECONDS,
     )
 

@@ -127,3 +127,14 @@ def test_account_refresh_info_and_history():
     assert info.next_refresh_at <= now
     history = sel.refresh_history(account=account, limit=2)
     assert [a.outcome for a in history] == ["skipped", "success"]
+
+
+def test_refresh_history_is_listed_read_only_in_the_admin(admin_client):
+    account = make_account(username="history_one", slug="history-one")
+    RefreshAttempt.objects.create(
+        account=account, outcome="invalid_token", ig_code=190, message="Session has expired"
+    )
+    response = admin_client.get("/admin/accounts/refreshattempt/?q=history-one")
+    assert response.status_code == 200
+    assert "Session has expired" in response.content.decode()
+    assert admin_client.get("/admin/accounts/refreshattempt/add/").status_code == 403
