@@ -1,1 +1,23 @@
-urlpatterns: list = []
+"""The sandbox Instagram's URLs, mounted under /sandbox/ (see tokenagent/urls.py)."""
+
+from django.urls import path, re_path
+
+from accounts.sandbox import views
+
+app_name = "sandbox"
+
+urlpatterns = [
+    # www.instagram.com
+    path("oauth/authorize", views.authorize, name="authorize"),
+    # api.instagram.com
+    path("oauth/access_token", views.code_exchange, name="code-exchange"),
+    # graph.instagram.com (token endpoints are unversioned)
+    path("access_token", views.long_lived, name="long-lived"),
+    path("refresh_access_token", views.refresh, name="refresh"),
+    re_path(r"^(?:(?P<version>v\d+\.\d+)/)?me$", views.me, name="me"),
+    re_path(r"^(?:(?P<version>v\d+\.\d+)/)?me/media$", views.media, name="media"),
+    path("media/<slug:name>.svg", views.media_image, name="media-image"),
+    # control API
+    path("_control/calls", views.control_calls, name="control-calls"),
+    path("_control/<slug:action>", views.control, name="control"),
+]
