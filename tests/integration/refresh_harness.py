@@ -235,7 +235,25 @@ def agent_env(
     return env
 
 
-def worker_process(env: dict[str, str], logdir: Path, *extra_args: str) -> AgentProcess:
+def child_pids(pid: int) -> list[int]:
+    """Direct children of ``pid`` (a prefork worker's pool processes, and its beat)."""
+    children = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid == pid:
+            children.append(int(entry))
+    return children
+
+
+def worker_process(
+    env: dict[str, str], logdir: Path, *extra_args: str, beat: bool = True
+) -> AgentProcess:
     argv = [
         sys.executable,
         "-m",
@@ -243,7 +261,7 @@ def worker_process(env: dict[str, str], logdir: Path, *extra_args: str) -> Agent
         "-A",
         "tokenagent",
         "worker",
-        "--beat",
+        *(["--beat"] if beat else []),
         "--loglevel",
         "INFO",
         "--without-gossip",

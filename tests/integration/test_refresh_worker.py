@@ -7,7 +7,9 @@ Slow-ish (each test starts a worker): marked ``worker``, ``redis``, ``postgres``
 ``slow``. Needs DATABASE_URL pointing at PostgreSQL and ``redis-server`` on PATH.
 """
 
+import os
 import shutil
+import signal
 import time
 from datetime import timedelta
 
@@ -25,6 +27,7 @@ from tests.integration.refresh_harness import (
     FakeInstagram,
     RedisServer,
     agent_env,
+    child_pids,
     database_url,
     free_port,
     wait_for,
@@ -232,6 +235,36 @@ def test_worker_killed_mid_refresh_keeps_old_token_and_refreshes_after_restart(a
     assert agent.served("killed-one")["expires_at"][:16] == after.expires_at.strftime(
         "%Y-%m-%dT%H:%M"
     )
+
+
+def test_pool_process_killed_mid_refresh_is_redelivered_and_retried(agent, instagram, own_redis):
+    """Only the pool process dies (the main process lives): the late-acked message
+    is rejected and redelivered at once (task_reject_on_worker_lost); the new run
+    finds the dead run's claim, waits for it to lapse, and refreshes. No beat here,
+    so the redelivery alone must do it."""
+    account = connect(instagram, "orphan_one", age_days=8)
+    before = token(account)
+    instagram.delay("refresh", 30)
+    worker = worker_process(agent.env, agent.logdir, "--concurrency", "1", beat=False)
+    agent.worker = worker  # stopped at teardown
+    worker.start()
+    Celery(broker=own_redis.url).send_task(
+        "accounts.tasks.refresh_account", args=[account.pk, "hook", False]
+    )
+    wait_for(lambda: instagram.calls("refresh"), timeout=60, what="the refresh call")
+    (pool_process,) = child_pids(worker.proc.pid)
+    os.kill(pool_process, signal.SIGKILL)
+    assert token(account).value == before.value and token(account).version == before.version
+    instagram.delay("refresh", 0)
+    after = wait_for(
+        lambda: (t := token(account)).version > before.version and t,
+        timeout=60,
+        what="the redelivered refresh",
+    )
+    assert after.expires_at > before.expires_at
+    assert outcomes(account) == ["success"]
+    assert len(instagram.calls("refresh")) == 2  # the killed call and the retry
+    assert "WorkerLostError" in worker.log()
 
 
 def test_500_three_times_then_200_ends_refreshed(agent, instagram, alert_hook):
