@@ -322,8 +322,10 @@ def _origin(url: str) -> str | None:
 _GRAPH = [o for o in {_origin(INSTAGRAM_GRAPH_URL)} - {"https://graph.instagram.com"} if o]
 _AUTHORIZE = [o for o in [_origin(INSTAGRAM_AUTHORIZE_URL)] if o]
 CONTENT_SECURITY_POLICY = {
-    # Scripts that sites load cross-site; a policy there would be noise on the hot path.
-    "EXCLUDE_URL_PREFIXES": ["/token"],
+    # The token URLs are scripts and data that sites load cross-site: a policy there
+    # would be noise on the hot path. The sandbox (DEBUG only) plays a foreign site,
+    # Instagram, with its own inline styles.
+    "EXCLUDE_URL_PREFIXES": ["/token", "/sandbox/"],
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'", "https://cdn.jsdelivr.net/npm/instafeed.js@2.1.0/"],
