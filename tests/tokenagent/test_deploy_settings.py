@@ -448,6 +448,23 @@ def test_token_urls_carry_no_policy_and_still_serve(client):
         assert "Content-Security-Policy" not in response, path
 
 
+def test_the_sandbox_plays_a_foreign_site_outside_the_agents_policy(client):
+    # Its consent page has inline styles, as a third-party page may; the agent's
+    # policy is for the agent's own pages (and the sandbox never runs in production).
+    response = client.get(
+        "/sandbox/oauth/authorize",
+        {
+            "client_id": "sandbox-app",
+            "redirect_uri": "http://testserver/oauth/instagram/callback/",
+            "response_type": "code",
+            "scope": "instagram_business_basic",
+            "state": "s",
+        },
+    )
+    assert response.status_code == 200
+    assert "Content-Security-Policy" not in response
+
+
 def test_another_graph_server_is_allowed_for_the_preview(tmp_path):
     # A standalone sandbox (or any Graph-compatible server) on another origin.
     out = load(
