@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from functools import lru_cache
 
 from django.conf import settings
+from django.core import checks
 
 from accounts import cors, crypto, token_cache
 from accounts.models import AccessToken, InstagramAccount
@@ -327,3 +328,31 @@ def js_refusal(message: str) -> str:
 @lru_cache(maxsize=4)
 def default_js_name_problem(name: str) -> str | None:
     return js_identifier_problem(name)
+
+
+# --- Settings check (registered when this module is imported; the app's ready() does) ---
+
+
+@checks.register(checks.Tags.security)
+def check_serving_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+    """``ALLOWED_DOMAINS`` entries that match nothing, and an unusable ``JS_CONSTANT_NAME``."""
+    messages: list[checks.CheckMessage] = []
+    for problem in cors.validate(settings.ALLOWED_DOMAINS):
+        messages.append(
+            checks.Warning(
+                f"ALLOWED_DOMAINS entry {problem}; it matches no site.",
+                hint="List host names (example.com), origins (https://example.com:8443) "
+                "or *.example.com, separated by spaces or commas.",
+                id="tokenagent.W101",
+            )
+        )
+    problem = js_identifier_problem(settings.JS_CONSTANT_NAME)
+    if problem:
+        messages.append(
+            checks.Error(
+                f"JS_CONSTANT_NAME cannot be used: {problem}.",
+                hint="Use a plain JavaScript identifier such as InstagramToken.",
+                id="tokenagent.E101",
+            )
+        )
+    return messages

@@ -141,3 +141,15 @@ def test_malformed_origins_are_not_origins(value):
     assert cors.origin_of(value) is None
     assert not cors.parse("x.example").allows(value)
     assert cors.allow_origin_header(value, cors.parse("")) == "*"
+
+
+def test_system_check_reports_bad_settings(settings):
+    from accounts.selectors.serving import check_serving_settings
+
+    settings.ALLOWED_DOMAINS = "shop.example https://bad.example/path"
+    settings.JS_CONSTANT_NAME = "not valid"
+    ids = [m.id for m in check_serving_settings()]
+    assert ids == ["tokenagent.W101", "tokenagent.E101"]
+    settings.ALLOWED_DOMAINS = "shop.example"
+    settings.JS_CONSTANT_NAME = "InstagramToken"
+    assert check_serving_settings() == []
