@@ -1,6 +1,6 @@
-"""URL map, split like views/: public token URLs, OAuth, owner pages, hooks."""
+"""URL map, split like views/: public token URLs, OAuth, owner pages, hooks, Meta."""
 
-from accounts.urls import health, hooks, oauth, owner, public, refresh
+from accounts.urls import health, hooks, meta, oauth, owner, public, refresh
 
 app_name = "accounts"
 
@@ -9,6 +9,7 @@ urlpatterns = (
     + oauth.urlpatterns
     + owner.urlpatterns
     + hooks.urlpatterns
+    + meta.urlpatterns
     + health.urlpatterns
     + refresh.urlpatterns
 )

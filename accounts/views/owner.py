@@ -1,7 +1,277 @@
-"""The owner's pages (behind sign-in) and the home page."""
+"""The home page, the owner's pages (dashboard, account, invites, import, setup) and
+the client's invite pages.
 
-from django.shortcuts import render
+Paths: ``/`` (dashboard for owners, a sign-in button for visitors),
+``/accounts/<slug>/`` and its POST actions (``disconnect/``, ``rename/``,
+``default/``, ``reveal/``), ``POST /connect/`` (connect another account or
+reconnect one), ``/invites/``, ``/invite/<signed>/`` (public) and
+``/invite/thanks/``, ``/import/`` (paste a token), ``/setup/``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import get_object_or_404, render
+from django.urls import reverse
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_http_methods, require_POST
+
+from accounts import crypto
+from accounts.forms import InviteForm, RenameForm, TokenImportForm
+from accounts.models import InstagramAccount, Invite, OAuthState
+from accounts.permissions import is_owner, owner_required
+from accounts.selectors import dashboard
+from accounts.services import connect
+from accounts.views.oauth import INVITE_THANKS_SESSION_KEY, authorization_start, flow_failure
+
+logger = logging.getLogger(__name__)
 
 
-def home(request):
+def _origin(request: HttpRequest) -> str:
+    return f"{request.scheme}://{request.get_host()}"
+
+
+# --- Home and dashboard --------------------------------------------------------------------------
+
+
+@never_cache
+def home(request: HttpRequest) -> HttpResponse:
+    """Owners get the dashboard; anyone else only a sign-in button (nothing at all
+    with ``HIDE_HELP_PAGES``)."""
+    if is_owner(request.user):
+        return render(
+            request,
+            "accounts/dashboard.html",
+            {"rows": dashboard.dashboard_accounts(), "invites_active": _active_invites()},
+        )
+    if request.user.is_authenticated:
+        return render(request, "accounts/not_owner.html", status=403)
+    if settings.HIDE_HELP_PAGES:
+        raise Http404("Nothing here.")
     return render(request, "accounts/home.html")
+
+
+def _active_invites() -> int:
+    return sum(1 for row in dashboard.invites_list() if row.state == "active")
+
+
+@owner_required
+@never_cache
+def account_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    row = dashboard.dashboard_account(slug=slug)
+    if row is None:
+        raise Http404("No such account.")
+    return render(
+        request,
+        "accounts/account_detail.html",
+        {
+            "row": row,
+            "account": row.account,
+            "rename_form": RenameForm(initial={"slug": row.account.slug}),
+        },
+    )
+
+
+@owner_required
+@require_POST
+def connect_start(request: HttpRequest) -> HttpResponse:
+    """Connect another account, or reconnect one (Instagram decides which account
+    comes back: the one signed in on Instagram's page)."""
+    return authorization_start(request, purpose=OAuthState.Purpose.CONNECT, user=request.user)
+
+
+@owner_required
+@require_POST
+def account_disconnect(request: HttpRequest, slug: str) -> HttpResponse:
+    account = get_object_or_404(InstagramAccount, slug=slug)
+    connect.account_disconnect(account=account)
+    messages.success(
+        request,
+        f"Disconnected @{account.username}: its token was deleted and {account.slug} is no "
+        "longer served. Reconnect it to serve it again.",
+    )
+    return HttpResponseRedirect(reverse("accounts:home"))
+
+
+@owner_required
+@require_POST
+def account_rename(request: HttpRequest, slug: str) -> HttpResponse:
+    account = get_object_or_404(InstagramAccount, slug=slug)
+    form = RenameForm(request.POST)
+    if form.is_valid():
+        old = account.slug
+        try:
+            connect.account_rename(account=account, slug=form.cleaned_data["slug"])
+        except connect.SlugError as exc:
+            form.add_error("slug", str(exc))
+        else:
+            messages.success(
+                request,
+                f"Renamed {old} to {account.slug}. Update your sites: "
+                f"/token/{old}… no longer answers.",
+            )
+            return HttpResponseRedirect(reverse("accounts:account", args=[account.slug]))
+    row = dashboard.dashboard_account(slug=slug)
+    return render(
+        request,
+        "accounts/account_detail.html",
+        {"row": row, "account": row.account, "rename_form": form},
+        status=400,
+    )
+
+
+@owner_required
+@require_POST
+def account_make_default(request: HttpRequest, slug: str) -> HttpResponse:
+    account = get_object_or_404(InstagramAccount, slug=slug)
+    connect.account_set_default(account=account)
+    messages.success(request, f"{account.slug} is now served at /token.json, /token.js and /token.")
+    return HttpResponseRedirect(reverse("accounts:account", args=[account.slug]))
+
+
+@owner_required
+@require_POST
+@never_cache
+def account_reveal_token(request: HttpRequest, slug: str) -> HttpResponse:
+    """The one place a person sees a whole token: on an explicit POST by an owner."""
+    account = get_object_or_404(InstagramAccount, slug=slug)
+    token = getattr(account, "access_token", None)
+    value, problem = None, ""
+    if token is None:
+        problem = "This account has no token stored."
+    else:
+        try:
+            value = token.value
+        except crypto.InvalidToken:
+            problem = (
+                "The stored token cannot be decrypted with the configured "
+                "TOKEN_ENCRYPTION_KEY; restore the old key or reconnect the account."
+            )
+    logger.info("token of %s revealed to user %s", account.slug, request.user.pk)
+    # never_cache marks the page no-store, private: no cache keeps the token.
+    return render(
+        request,
+        "accounts/token_reveal.html",
+        {"account": account, "token": token, "value": value, "problem": problem},
+        status=200 if value else 400,
+    )
+
+
+# --- Invites -------------------------------------------------------------------------------------
+
+
+@owner_required
+@require_http_methods(["GET", "POST"])
+@never_cache
+def invites(request: HttpRequest) -> HttpResponse:
+    form = InviteForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        invite = connect.invite_create(
+            created_by=request.user, note=form.cleaned_data["note"], days=form.cleaned_data["days"]
+        )
+        messages.success(
+            request,
+            "Invite created. Send the link below to your client; it connects one account "
+            f"and stops working on {invite.expires_at:%Y-%m-%d %H:%M} UTC.",
+        )
+        return HttpResponseRedirect(reverse("accounts:invites"))
+    return render(
+        request,
+        "accounts/invites.html",
+        {"form": form, "rows": dashboard.invites_list(), "origin": _origin(request)},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+@owner_required
+@require_POST
+def invite_revoke(request: HttpRequest, pk: int) -> HttpResponse:
+    invite = get_object_or_404(Invite, pk=pk, used_at__isnull=True)
+    connect.invite_revoke(invite=invite)
+    messages.success(request, "Invite withdrawn: its link no longer works.")
+    return HttpResponseRedirect(reverse("accounts:invites"))
+
+
+@require_http_methods(["GET", "POST"])
+@never_cache
+def invite_landing(request: HttpRequest, token: str) -> HttpResponse:
+    """The client's page: what connecting means, and a button to Instagram. It never
+    gives access to the agent."""
+    try:
+        invite = connect.invite_resolve(token=token)
+    except connect.InviteError as exc:
+        return flow_failure(request, f"invite_{exc.reason}", retry_url=None)
+    if request.method == "POST":
+        return authorization_start(request, purpose=OAuthState.Purpose.INVITE, invite=invite)
+    return render(request, "accounts/invite_landing.html", {"invite": invite, "token": token})
+
+
+@never_cache
+def invite_thanks(request: HttpRequest) -> HttpResponse:
+    username = request.session.pop(INVITE_THANKS_SESSION_KEY, "")
+    return render(request, "accounts/invite_thanks.html", {"username": username})
+
+
+# --- Paste a token -------------------------------------------------------------------------------
+
+
+@owner_required
+@require_http_methods(["GET", "POST"])
+@never_cache
+def token_import(request: HttpRequest) -> HttpResponse:
+    form = TokenImportForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            result = connect.account_import_token(
+                access_token=form.cleaned_data["token"],
+                slug=form.cleaned_data["slug"] or None,
+                connected_by=request.user,
+            )
+        except connect.TokenInvalid as exc:
+            form.add_error("token", str(exc))
+        except connect.SlugError as exc:
+            form.add_error("slug", str(exc))
+        else:
+            account = result.account
+            if form.cleaned_data["make_default"]:
+                connect.account_set_default(account=account)
+            messages.success(
+                request,
+                f"{'Imported' if result.created else 'Updated'} @{account.username} as "
+                f"{account.slug}: {result.note}.",
+            )
+            return HttpResponseRedirect(reverse("accounts:account", args=[account.slug]))
+    return render(
+        request,
+        "accounts/token_import.html",
+        {"form": form},
+        status=400 if request.method == "POST" else 200,
+    )
+
+
+# --- Setup ---------------------------------------------------------------------------------------
+
+
+@never_cache
+def setup(request: HttpRequest) -> HttpResponse:
+    """The live checklist. Public (a fresh deploy lands here) unless
+    ``HIDE_HELP_PAGES``, then owners only."""
+    owner = is_owner(request.user)
+    if settings.HIDE_HELP_PAGES and not owner:
+        raise Http404("Nothing here.")
+    checklist = dashboard.setup_checklist()
+    return render(
+        request,
+        "accounts/setup.html",
+        {
+            "checklist": checklist,
+            "warnings": dashboard.setup_warnings(checklist=checklist),
+            "urls": dashboard.setup_meta_urls(origin=_origin(request)),
+            "is_owner": owner,
+            "owner_usernames": settings.OWNER_INSTAGRAM_USERNAMES if owner else [],
+        },
+    )

@@ -1,0 +1,104 @@
+"""Helpers shared by the sign-in / connect / import tests (not a conftest: other
+engineers own those). Fixtures are imported by name into each test module."""
+
+import uuid
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+import responses
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
+from django.db import connection
+
+from accounts.models import AccessToken, InstagramAccount, Invite, OAuthState
+from tests import instagram_fakes as fakes
+
+OWNER = "acme_bakery"
+CALLBACK = "/oauth/instagram/callback/"
+CODE = "AQDxFakeAuthorizationCode123"
+
+
+@pytest.fixture
+def agent_settings(settings):
+    """Real-Instagram settings pointed at the fakes, one owner, a private cache."""
+    settings.INSTAGRAM_APP_ID = "1234567890123456"
+    settings.INSTAGRAM_APP_SECRET = "test-app-secret"
+    settings.INSTAGRAM_AUTHORIZE_URL = "https://www.instagram.com/oauth/authorize"
+    settings.INSTAGRAM_API_URL = fakes.API
+    settings.INSTAGRAM_GRAPH_URL = fakes.GRAPH
+    settings.INSTAGRAM_GRAPH_VERSION = fakes.VERSION
+    settings.INSTAGRAM_SCOPES = ["instagram_business_basic"]
+    settings.SANDBOX_ENABLED = False
+    settings.OWNER_INSTAGRAM_USERNAMES = [OWNER]
+    settings.HIDE_HELP_PAGES = False
+    settings.ALLOWED_DOMAINS = ""
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"connect-tests-{uuid.uuid4()}",
+        }
+    }
+    return settings
+
+
+@pytest.fixture
+def ig():
+    """Instagram's HTTP side; any request not registered fails the call."""
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        yield rsps
+
+
+@pytest.fixture
+def owner_client(client, db, agent_settings):
+    """A browser signed in as the owner (a user linked to @acme_bakery)."""
+    from tests.factories import make_account
+
+    user = get_user_model().objects.create_user(username="instagram-owner")
+    make_account(username=OWNER, slug="acme", user=user, ig_user_id=fakes.USER_ID)
+    client.force_login(user)
+    return client
+
+
+def start(client, path="/login/", method="get", data=None) -> dict[str, str]:
+    """Start a flow; returns the authorize URL's query (state, redirect_uri, ...)."""
+    response = getattr(client, method)(path, data or {})
+    assert response.status_code == 302, response.content[:500]
+    location = response["Location"]
+    query = {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+    query["_location"] = location
+    return query
+
+
+def callback(client, state: str | None, code: str | None = CODE, **extra):
+    params = {k: v for k, v in {"state": state, "code": code, **extra}.items() if v is not None}
+    return client.get(CALLBACK, params)
+
+
+def counts() -> dict[str, int]:
+    return {
+        "accounts": InstagramAccount.objects.count(),
+        "tokens": AccessToken.objects.count(),
+        "users": get_user_model().objects.count(),
+        "invites_used": Invite.objects.filter(used_at__isnull=False).count(),
+    }
+
+
+def exchange_calls(rsps) -> list:
+    return [c for c in rsps.calls if c.request.url.startswith(fakes.CODE_EXCHANGE_URL)]
+
+
+def database_dump() -> str:
+    """Every row of every table, as text (what someone inspecting the database sees);
+    session payloads decoded too."""
+    chunks = []
+    with connection.cursor() as cur:
+        for table in connection.introspection.table_names():
+            cur.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608
+            chunks.extend(repr(row) for row in cur.fetchall())
+    for session in Session.objects.all():
+        chunks.append(repr(session.get_decoded()))
+    return "\n".join(chunks)
+
+
+def states() -> list[OAuthState]:
+    return list(OAuthState.objects.order_by("created_at"))
