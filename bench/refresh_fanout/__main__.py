@@ -1,8 +1,9 @@
 """Refresh fan-out benchmark: ``python -m bench.refresh_fanout`` (``make bench-refresh``).
 
-Seeds N accounts (default 10,000) with due tokens in a dedicated PostgreSQL
-database, starts a private redis-server, a fake Instagram in its own process that
-answers each refresh after ``--delay`` (100 ms), and ONE Celery worker with embedded
+Seeds N accounts (default 10,000) with due sandbox tokens in a dedicated PostgreSQL
+database, starts a private redis-server, the sandbox Instagram in its own process
+(``manage.py sandbox_server``) answering each refresh after ``--delay`` (100 ms),
+and ONE Celery worker with embedded
 beat, exactly as ``celery -A tokenagent worker --beat ...`` runs on a dyno, with the
 production settings module configured by environment variables. The worker's
 start-up tick fans out one task per account; the benchmark waits until every
@@ -36,9 +37,11 @@ from tests.integration.refresh_harness import (  # noqa: E402
     wait_for,
     worker_process,
 )
+from tests.sandbox_control import SandboxControl  # noqa: E402
 
-# A throwaway key and fake tokens for a throwaway database.
-TOKEN_PREFIX = "IGAAbench"  # noqa: S105
+# Throwaway keys for a throwaway database; the sandbox signs its tokens with the
+# first, so the benchmark can mint 10,000 valid ones without 10,000 round trips.
+SANDBOX_SIGNING_KEY = "bench-refresh-fanout-sandbox-signing-key"  # noqa: S105
 SECRET_KEY = "bench-refresh-fanout-secret-key-0123456789abcdefghijklmnopqrstuvwxyz"  # noqa: S105
 
 
@@ -95,11 +98,13 @@ def ensure_database(url: str) -> None:
 
 
 def seed(count: int) -> None:
-    """Bulk-create ``count`` accounts whose tokens are 8 days old (due weekly)."""
+    """Bulk-create ``count`` accounts whose sandbox tokens are 8 days old (due weekly),
+    minted exactly as the sandbox mints them."""
     from django.utils import timezone
 
     from accounts import crypto
     from accounts.models import AccessToken, InstagramAccount, RefreshAttempt, RefresherHeartbeat
+    from accounts.sandbox import tokens as sandbox_tokens
 
     RefreshAttempt.objects.all().delete()
     RefresherHeartbeat.objects.all().delete()
@@ -122,7 +127,13 @@ def seed(count: int) -> None:
         [
             AccessToken(
                 account=account,
-                ciphertext=crypto.encrypt(f"{TOKEN_PREFIX}{account.pk:08d}{'z' * 24}"),
+                ciphertext=crypto.encrypt(
+                    sandbox_tokens.mint(
+                        username=account.username,
+                        issued_at=(now - timedelta(days=8)).timestamp(),
+                        lifetime=60 * 86400,
+                    )
+                ),
                 issued_at=now - timedelta(days=8),
                 expires_at=now + timedelta(days=52),
                 permissions=["instagram_business_basic"],
@@ -131,6 +142,16 @@ def seed(count: int) -> None:
         ],
         batch_size=2000,
     )
+
+
+def _answers(sandbox: SandboxControl) -> bool:
+    import requests
+
+    try:
+        sandbox.calls()
+    except requests.RequestException:
+        return False
+    return True
 
 
 def main() -> int:
@@ -153,26 +174,28 @@ def main() -> int:
     var_dir.mkdir()
     redis = RedisServer(workdir).start()
     ig_port = free_port()
+    sandbox_env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "DJANGO_SETTINGS_MODULE": "tokenagent.settings",
+        "SECRET_KEY": SECRET_KEY,
+        "SANDBOX_SIGNING_KEY": SANDBOX_SIGNING_KEY,
+        "TOKENAGENT_VAR_DIR": str(workdir / "sandbox-var"),
+        "LOG_LEVEL": "WARNING",
+        "PYTHONUNBUFFERED": "1",
+    }
     instagram = AgentProcess(
-        "instagram",
-        [
-            sys.executable,
-            "-m",
-            "bench.refresh_fanout.instagram",
-            "--port",
-            str(ig_port),
-            "--delay",
-            str(args.delay),
-            "--accept-prefix",
-            TOKEN_PREFIX,
-        ],
-        {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"},
+        "sandbox",
+        [sys.executable, "manage.py", "sandbox_server", "--port", str(ig_port)],
+        sandbox_env,
         workdir,
     ).start()
+    sandbox = SandboxControl(f"http://127.0.0.1:{ig_port}/sandbox")
+    wait_for(lambda: _answers(sandbox), timeout=30, what="the sandbox Instagram")
+    sandbox.delay("refresh", args.delay)
     env = agent_env(
         database_url=args.database_url,
         redis_url=redis.url,
-        instagram_url=f"http://127.0.0.1:{ig_port}/sandbox",
+        instagram_url=sandbox.base_url,
         var_dir=var_dir,
         secret_key=SECRET_KEY,
         token_encryption_key="",
@@ -181,7 +204,7 @@ def main() -> int:
         CONN_MAX_AGE=600,
         LOG_LEVEL="WARNING",
     )
-    os.environ.update(env)
+    os.environ.update(env, SANDBOX_SIGNING_KEY=SANDBOX_SIGNING_KEY)
     worker = None
     try:
         ensure_database(args.database_url)

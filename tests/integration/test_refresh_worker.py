@@ -1,7 +1,7 @@
 """The refresh engine end to end: a real Celery worker process with embedded beat,
-real PostgreSQL (the test database) and a private real Redis, against a fake
-Instagram over HTTP. The worker and web processes run ``tokenagent.settings``
-configured only by environment variables.
+real PostgreSQL (the test database) and a private real Redis, against the sandbox
+Instagram in its own process (``manage.py sandbox_server``). The worker and web
+processes run ``tokenagent.settings`` configured only by environment variables.
 
 Slow-ish (each test starts a worker): marked ``worker``, ``redis``, ``postgres``,
 ``slow``. Needs DATABASE_URL pointing at PostgreSQL and ``redis-server`` on PATH.
@@ -24,7 +24,6 @@ from accounts.models import AccessToken, InstagramAccount, RefreshAttempt, Refre
 from tests.factories import make_account
 from tests.integration.refresh_harness import (
     AlertReceiver,
-    FakeInstagram,
     RedisServer,
     agent_env,
     child_pids,
@@ -63,10 +62,14 @@ def own_redis(tmp_path):
 
 
 @pytest.fixture
-def instagram():
-    fake = FakeInstagram()
-    yield fake
-    fake.close()
+def instagram(sandbox_process):
+    """The sandbox Instagram (tests/sandbox_control.py): mint, fail, delay, calls."""
+    return sandbox_process
+
+
+def refresh_calls(sandbox) -> int:
+    """How many refresh calls the sandbox has received (counted as they arrive)."""
+    return sandbox.calls()["refresh"]
 
 
 @pytest.fixture
@@ -186,13 +189,13 @@ def test_due_token_is_refreshed_end_to_end(agent, instagram):
         timeout=30,
         what="the refresh",
     )
-    assert after.value == before.value  # the fake hands back the same string
+    assert after.value != before.value  # the sandbox hands out a new string each time
     assert after.expires_at > before.expires_at + timedelta(days=7)
     assert after.refreshed_at is not None
     assert outcomes(due) == ["success"]
     assert RefreshAttempt.objects.get(account=due).trigger == "beat"
     assert token(fresh).version == 1 and outcomes(fresh) == []
-    assert len(instagram.calls("refresh")) == 1
+    assert refresh_calls(instagram) == 1
     served = agent.served("due-one")
     assert served["token"] == after.value
     assert served["expires_at"].startswith(after.expires_at.strftime("%Y-%m-%dT%H:%M"))
@@ -208,7 +211,7 @@ def test_worker_killed_mid_refresh_keeps_old_token_and_refreshes_after_restart(a
     instagram.delay("refresh", 30)  # Instagram hangs: the refresh is in flight
 
     agent.start_worker()
-    wait_for(lambda: instagram.calls("refresh"), timeout=30, what="the refresh call")
+    wait_for(lambda: refresh_calls(instagram), timeout=30, what="the refresh call")
     time.sleep(1)
     agent.worker.kill()  # SIGKILL the main process, the pool and beat at once
 
@@ -251,7 +254,7 @@ def test_pool_process_killed_mid_refresh_is_redelivered_and_retried(agent, insta
     Celery(broker=own_redis.url).send_task(
         "accounts.tasks.refresh_account", args=[account.pk, "hook", False]
     )
-    wait_for(lambda: instagram.calls("refresh"), timeout=60, what="the refresh call")
+    wait_for(lambda: refresh_calls(instagram), timeout=60, what="the refresh call")
     (pool_process,) = child_pids(worker.proc.pid)
     os.kill(pool_process, signal.SIGKILL)
     assert token(account).value == before.value and token(account).version == before.version
@@ -263,7 +266,7 @@ def test_pool_process_killed_mid_refresh_is_redelivered_and_retried(agent, insta
     )
     assert after.expires_at > before.expires_at
     assert outcomes(account) == ["success"]
-    assert len(instagram.calls("refresh")) == 2  # the killed call and the retry
+    assert refresh_calls(instagram) == 2  # the killed call and the retry
     assert "WorkerLostError" in worker.log()
 
 
@@ -273,7 +276,7 @@ def test_500_three_times_then_200_ends_refreshed(agent, instagram, alert_hook):
     agent.start_worker()
     wait_for(lambda: token(account).version == 2, timeout=60, what="the refresh")
     assert outcomes(account) == ["transient", "transient", "transient", "success"]
-    assert len(instagram.calls("refresh")) == 4
+    assert refresh_calls(instagram) == 4
     account.refresh_from_db()
     assert account.status == "active" and account.last_error == ""
     assert alert_hook.posts == []
@@ -298,7 +301,7 @@ def test_error_190_marks_needs_reconnect_and_sends_exactly_one_alert(agent, inst
     assert "must be reconnected" in alert_hook.posts[0]["text"]
     assert token(account).value not in alert_hook.posts[0]["text"]
     assert outcomes(account) == ["invalid_token"]
-    assert len(instagram.calls("refresh")) == 1
+    assert refresh_calls(instagram) == 1
 
 
 def test_two_concurrent_refreshes_of_one_account_make_one_call(
@@ -307,7 +310,7 @@ def test_two_concurrent_refreshes_of_one_account_make_one_call(
     account = connect(instagram, "twice_one", age_days=2, refresh_frequency="daily")
     instagram.delay("refresh", 3)
     agent.start_worker()  # the start-up tick already queues one refresh of it
-    wait_for(lambda: instagram.calls("refresh"), timeout=30, what="the first call")
+    wait_for(lambda: refresh_calls(instagram), timeout=30, what="the first call")
     # A second task of the same account reaches the other pool process meanwhile...
     sender = Celery(broker=own_redis.url)
     sender.send_task("accounts.tasks.refresh_account", args=[account.pk, "hook", False])
@@ -316,7 +319,7 @@ def test_two_concurrent_refreshes_of_one_account_make_one_call(
     call_command("refresh_tokens", "twice-one")
     wait_for(lambda: token(account).version == 2, timeout=30, what="the refresh")
     time.sleep(TICK * 2)
-    assert len(instagram.calls("refresh")) == 1
+    assert refresh_calls(instagram) == 1
     assert outcomes(account) == ["success"]
 
 
