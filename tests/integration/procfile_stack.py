@@ -1,0 +1,636 @@
+"""The agent as Heroku runs it, on services of its own, for the fault drills
+(tests/integration/test_fault_drills.py) and the load benchmark (bench/load).
+
+- a private ``redis-server`` and a private PostgreSQL cluster (initdb + pg_ctl in
+  a temporary directory) on free ports, so stopping or restarting them never
+  disturbs the machine's shared services;
+- the Procfile's ``web`` and ``worker`` lines run exactly as written, through
+  ``bash -c`` with ``$PORT`` and ``WEB_CONCURRENCY`` like a dyno, each in its own
+  process group (a SIGKILL takes the whole dyno down at once);
+- an open-loop load generator on keep-alive connections that counts answers per
+  phase and measures latency from each request's due time;
+- a memory sampler summing RSS and PSS over each process tree.
+
+Everything binds 127.0.0.1 and every run is bounded in time and count.
+"""
+
+from __future__ import annotations
+
+import glob
+import http.client
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+HOST = "127.0.0.1"
+
+
+class StackError(RuntimeError):
+    """A service could not be started (the message says which and why)."""
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return s.getsockname()[1]
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.2, what: str = ""
+) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise StackError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
+        time.sleep(interval)
+
+
+def procfile_lines(path: Path = ROOT / "Procfile") -> dict[str, str]:
+    lines = {}
+    for line in path.read_text().splitlines():
+        if ":" in line and not line.lstrip().startswith("#"):
+            name, command = line.split(":", 1)
+            lines[name.strip()] = command.strip()
+    return lines
+
+
+def _tail(path: Path, lines: int = 40) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+# --- Processes ----------------------------------------------------------------------------
+
+
+class Process:
+    """A command in its own session/process group, logging to a file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
+        self.name, self.argv, self.env, self.logdir = name, argv, env, logdir
+        self.proc: subprocess.Popen | None = None
+        self.starts = 0
+
+    @property
+    def log_path(self) -> Path:
+        return self.logdir / f"{self.name}-{self.starts}.log"
+
+    def start(self) -> Process:
+        self.starts += 1
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.argv,
+                env=self.env,
+                cwd=ROOT,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        return self
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+    def signal_group(self, sig: int) -> None:
+        if self.proc is not None:
+            try:
+                os.killpg(self.proc.pid, sig)
+            except ProcessLookupError:
+                pass
+
+    def kill(self) -> None:
+        """SIGKILL the whole group: no shutdown handler runs, as when a dyno crashes."""
+        if self.proc is None:
+            return
+        self.signal_group(signal.SIGKILL)
+        self.proc.wait(15)
+        # Children re-parented to init may outlive the leader for a moment.
+        wait_for(lambda: not session_pids(self.proc.pid), timeout=15, what=f"{self.name} to die")
+        self.proc = None
+
+    def stop(self, timeout: float = 25) -> None:
+        if self.proc is None:
+            return
+        self.signal_group(signal.SIGTERM)
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pass
+        self.kill()
+
+    def tail(self) -> str:
+        return _tail(self.log_path)
+
+    def errors(self, lines: int = 8, width: int = 600) -> str:
+        """The log's error lines and tracebacks, without the access log around them."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return "(no log)"
+        keep = [
+            line
+            for line in text.splitlines()
+            if " ERROR " in line
+            or " CRITICAL " in line
+            or "Traceback" in line
+            or line.startswith(("  ", "\t"))
+            or "Error:" in line
+        ]
+        return "\n".join(line[:width] for line in keep[-lines:])
+
+
+def session_pids(sid: int) -> list[int]:
+    """Every live process whose session id is ``sid`` (a Process and its children)."""
+    pids = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            text = Path(stat).read_text()
+        except OSError:
+            continue
+        fields = text[text.rindex(")") + 2 :].split()
+        # fields: state ppid pgrp session ...
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            pids.append(int(stat.split("/")[2]))
+    return pids
+
+
+def memory_kb(sid: int) -> tuple[int, int]:
+    """(sum of RSS, sum of PSS) in kB over a process group's live processes.
+    RSS double-counts pages shared after fork; PSS splits them fairly."""
+    rss = pss = 0
+    for pid in session_pids(sid):
+        try:
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Rss:"):
+                    rss += int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss += int(line.split()[1])
+        except OSError:
+            continue
+    return rss, pss
+
+
+class MemorySampler:
+    """Samples the memory of some process groups every ``interval`` seconds; keeps peaks."""
+
+    def __init__(self, groups: dict[str, Process], interval: float = 0.5) -> None:
+        self.groups, self.interval = groups, interval
+        self.peak_rss: Counter = Counter()
+        self.peak_pss: Counter = Counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for name, process in self.groups.items():
+                if process.pid:
+                    rss, pss = memory_kb(process.pid)
+                    self.peak_rss[name] = max(self.peak_rss[name], rss)
+                    self.peak_pss[name] = max(self.peak_pss[name], pss)
+            self._stop.wait(self.interval)
+
+    def start(self) -> MemorySampler:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(10)
+
+
+# --- Private services ---------------------------------------------------------------------
+
+
+class PrivateRedis:
+    """redis-server on a free loopback port, no persistence; stop/start keep the port."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.workdir = workdir
+        self.port = free_port()
+        self.process = Process(
+            "redis",
+            [
+                shutil.which("redis-server") or "redis-server",
+                "--port",
+                str(self.port),
+                "--bind",
+                HOST,
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+            ],
+            {"PATH": os.environ.get("PATH", "")},
+            workdir,
+        )
+
+    @property
+    def url(self) -> str:
+        return f"redis://{HOST}:{self.port}/0"
+
+    def ping(self) -> bool:
+        import redis
+
+        try:
+            return bool(redis.Redis(host=HOST, port=self.port, socket_timeout=0.5).ping())
+        except (redis.RedisError, OSError):
+            return False
+
+    def start(self) -> PrivateRedis:
+        self.process.start()
+        wait_for(self.ping, timeout=15, what="redis-server")
+        return self
+
+    def stop(self) -> None:
+        """Gone at once, as when the Redis host dies (no clean client disconnect)."""
+        self.process.kill()
+
+
+def postgres_bindir() -> str | None:
+    """The server's own bin directory (symlinks such as /usr/local/bin/initdb resolved)."""
+    for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True):
+        return str(Path(candidate).parent)
+    found = shutil.which("initdb")
+    return str(Path(found).resolve().parent) if found else None
+
+
+class PrivatePostgres:
+    """A throwaway PostgreSQL cluster (trust auth, fsync off) on a free loopback port.
+    As root, the server runs as the ``postgres`` OS user (postgres refuses root), in
+    a directory of its own under the system temp dir (pytest's temp dirs are private
+    to root, and concurrent pytest runs reset their modes)."""
+
+    def __init__(self) -> None:
+        bindir = postgres_bindir()
+        if bindir is None:
+            raise StackError("PostgreSQL's initdb/pg_ctl were not found (apt-get postgresql)")
+        self.bindir = Path(bindir)
+        self.root = Path(tempfile.mkdtemp(prefix="tokenagent-pg-"))
+        self.dir = self.root / "data"
+        self.sockdir = self.root
+        self.log = self.root / "postgres.log"
+        self.port = free_port()
+        self._as_root = os.geteuid() == 0
+
+    @property
+    def url(self) -> str:
+        return f"postgres://postgres@{HOST}:{self.port}/tokenagent"
+
+    def _run(self, *argv: str, timeout: float = 120) -> None:
+        cmd = [str(self.bindir / argv[0]), *argv[1:]]
+        if self._as_root:
+            cmd = ["runuser", "-u", "postgres", "--", *cmd]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+        if done.returncode:
+            raise StackError(f"{argv[0]} failed: {done.stdout}\n{done.stderr}\n{_tail(self.log)}")
+
+    def start(self) -> PrivatePostgres:
+        self.log.touch()
+        if self._as_root:
+            pw = pwd.getpwnam("postgres")
+            for path in (self.root, self.log):
+                os.chown(path, pw.pw_uid, pw.pw_gid)
+        self._run("initdb", "-D", str(self.dir), "-A", "trust", "-U", "postgres", "--no-sync")
+        # In the cluster's own config, so every start (and restart) uses this port,
+        # never the machine's 5432.
+        with open(self.dir / "postgresql.conf", "a") as conf:
+            conf.write(
+                f"\nport = {self.port}\nlisten_addresses = '{HOST}'\n"
+                f"unix_socket_directories = '{self.sockdir}'\n"
+                "fsync = off\nsynchronous_commit = off\nfull_page_writes = off\n"
+                "max_connections = 100\n"
+            )
+        self.up()
+        import psycopg
+
+        with psycopg.connect(
+            f"postgres://postgres@{HOST}:{self.port}/postgres", autocommit=True
+        ) as conn:
+            conn.execute("CREATE DATABASE tokenagent")
+        return self
+
+    def down(self) -> None:
+        """Stop the server (fast shutdown: sessions are cut), keeping the cluster."""
+        self._run("pg_ctl", "-D", str(self.dir), "-m", "fast", "-w", "stop")
+
+    def up(self) -> None:
+        self._run("pg_ctl", "-D", str(self.dir), "-l", str(self.log), "-w", "start")
+
+    def restart(self) -> None:
+        """A fast restart: connections are cut, the server is back a moment later."""
+        # -l again: without it the new server would hold our stdout pipe open.
+        self._run("pg_ctl", "-D", str(self.dir), "-l", str(self.log), "-m", "fast", "-w", "restart")
+
+    def stop(self) -> None:
+        try:
+            if (self.dir / "postmaster.pid").exists():
+                self._run("pg_ctl", "-D", str(self.dir), "-m", "immediate", "-w", "stop")
+        finally:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+    def connect(self):
+        import psycopg
+
+        return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
+
+
+# --- The agent's processes ------------------------------------------------------------------
+
+
+def agent_env(
+    *,
+    database_url: str,
+    redis_url: str,
+    var_dir: Path,
+    instagram_url: str,
+    secret_key: str,
+    port: int,
+    **extra: object,
+) -> dict[str, str]:
+    """Production settings (``tokenagent.settings``, DEBUG off) configured only by
+    environment variables, as on Heroku. TLS is terminated by Heroku's router, which
+    is absent here: the redirect is off and nothing else about HTTPS changes."""
+    env = {
+        "PATH": f"{BIN}:{os.environ.get('PATH', '/usr/bin:/bin')}",
+        "HOME": os.environ.get("HOME", "/tmp"),
+        "LANG": "C.UTF-8",
+        "PYTHONUNBUFFERED": "1",
+        "DJANGO_SETTINGS_MODULE": "tokenagent.settings",
+        "DEBUG": "False",
+        "SECRET_KEY": secret_key,
+        "SECURE_SSL_REDIRECT": "False",
+        "ALLOWED_HOSTS": f"{HOST},localhost",
+        "DATABASE_URL": database_url,
+        "REDIS_URL": redis_url,
+        "TOKENAGENT_VAR_DIR": str(var_dir),
+        "INSTAGRAM_APP_ID": "1234567890123456",
+        "INSTAGRAM_APP_SECRET": "drill-app-secret",
+        "INSTAGRAM_API_URL": instagram_url,
+        "INSTAGRAM_GRAPH_URL": instagram_url,
+        "INSTAGRAM_AUTHORIZE_URL": f"{instagram_url}/oauth/authorize",
+        "PORT": str(port),
+        "WEB_CONCURRENCY": "2",  # what Heroku sets on a basic dyno
+        # Bind loopback only; the Procfile line itself is run unchanged.
+        "GUNICORN_CMD_ARGS": f"--bind {HOST}:{port}",
+        "LOG_LEVEL": "INFO",
+    }
+    env.update({k: str(v) for k, v in extra.items()})
+    return env
+
+
+def procfile_process(name: str, env: dict[str, str], logdir: Path) -> Process:
+    """The Procfile's ``name`` line, run the way a dyno runs it."""
+    command = procfile_lines()[name]
+    return Process(name, ["bash", "-c", command], env, logdir)
+
+
+def django_run(
+    env: dict[str, str], *argv: str, timeout: float = 120, stdin: str | None = None
+) -> str:
+    """``python manage.py ...`` (or ``-c``) with the agent's environment; returns stdout.
+    Secrets go in through ``stdin``, never on the command line."""
+    done = subprocess.run(
+        [str(BIN / "python"), *argv],
+        cwd=ROOT,
+        env=env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    if done.returncode:
+        raise StackError(f"{' '.join(argv[:3])} failed:\n{done.stdout}\n{done.stderr}")
+    return done.stdout
+
+
+def http_get(port: int, path: str, timeout: float = 5, headers: dict | None = None):
+    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    try:
+        conn.request("GET", path, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def web_answers(port: int, path: str = "/healthz") -> bool:
+    try:
+        http_get(port, path, timeout=2)
+    except OSError:
+        return False
+    return True
+
+
+# --- The sandbox Instagram -------------------------------------------------------------------
+
+
+class Sandbox:
+    """The standalone sandbox Instagram (``manage.py sandbox_server``, state in its
+    own memory) and its control API (accounts/sandbox/README.md), reduced to what
+    the drills and the load benchmark need. Logs to a file, so a long run never
+    blocks on a full pipe."""
+
+    def __init__(self, workdir: Path) -> None:
+        from tests.sandbox_control import SandboxControl
+
+        self.port = free_port()
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": os.environ.get("HOME", "/tmp"),
+            "LANG": "C.UTF-8",
+            "PYTHONUNBUFFERED": "1",
+            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "TOKENAGENT_VAR_DIR": str(workdir / "sandbox-var"),
+        }
+        self.process = Process(
+            "sandbox",
+            [
+                str(BIN / "python"),
+                "manage.py",
+                "sandbox_server",
+                "--host",
+                HOST,
+                "--port",
+                str(self.port),
+            ],
+            env,
+            workdir,
+        ).start()
+        self.control = SandboxControl(f"http://{HOST}:{self.port}/sandbox")
+        wait_for(self._up, timeout=60, what="the sandbox server")
+
+    def _up(self) -> bool:
+        if not self.process.running():
+            raise StackError(f"the sandbox server exited:\n{self.process.tail()}")
+        return web_answers(self.port, "/sandbox/_control/calls")
+
+    @property
+    def base_url(self) -> str:
+        return self.control.base_url
+
+    def mint(self, username: str) -> str:
+        """A long-lived token Instagram issued two days ago, valid 58 more days."""
+        return self.control.mint(username, age_hours=48, expires_in_days=58)["access_token"]
+
+    def slow_refresh(self, seconds: float) -> None:
+        self.control.delay("refresh", seconds)
+
+    def fail_everything(self, on: bool) -> None:
+        """Every call to every endpoint answers HTTP 500 until switched off."""
+        self.control.mode("*", "http500" if on else None)
+
+    def refresh_calls(self) -> int:
+        return int(self.control.calls().get("refresh", 0))
+
+    def accepts(self, token: str) -> bool:
+        """Whether Instagram's ``/me`` answers this token with the profile."""
+        import requests
+
+        response = requests.get(
+            f"{self.base_url}/v21.0/me",
+            params={"fields": "user_id,username", "access_token": token},
+            timeout=10,
+        )
+        return response.status_code == 200 and "username" in response.json()
+
+    def close(self) -> None:
+        self.process.stop()
+
+
+# --- Load -------------------------------------------------------------------------------------
+
+
+class Load:
+    """Open-loop load on keep-alive connections: request ``i`` is due at
+    ``start + i / rate``, spread over ``connections`` threads, each on its own
+    connection. Answers are counted per phase (``load.phase = "..."``) by status
+    code, or ``"error"`` for a connection failure or timeout. Latency is measured
+    from the due time, so a stall counts against every request it delayed."""
+
+    def __init__(
+        self,
+        *,
+        port: int,
+        paths: list[str],
+        rate: float,
+        connections: int = 16,
+        timeout: float = 10,
+        headers: dict[str, str] | None = None,
+        duration: float | None = None,
+    ) -> None:
+        self.port, self.paths, self.rate = port, paths, rate
+        self.connections, self.timeout = connections, timeout
+        self.headers = headers or {}
+        self.duration = duration
+        self.phase = "start"
+        self.counts: dict[str, Counter] = {}
+        self.latencies: list[list[float]] = [[] for _ in range(connections)]
+        self.error_kinds: Counter = Counter()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self.started_at = 0.0
+        self.stopped_at = 0.0
+
+    def _count(self, phase: str, key: object) -> None:
+        with self._lock:
+            self.counts.setdefault(phase, Counter())[key] += 1
+
+    def _worker(self, i: int) -> None:
+        conn = None
+        n = i
+        interval = self.connections / self.rate
+        due = self.started_at + i / self.rate
+        end = self.started_at + self.duration if self.duration else float("inf")
+        record = self.latencies[i]
+        while not self._stop.is_set() and due < end:
+            now = time.perf_counter()
+            if now < due:
+                if self._stop.wait(due - now):
+                    break
+            phase = self.phase
+            path = self.paths[n % len(self.paths)]
+            try:
+                if conn is None:
+                    conn = http.client.HTTPConnection(HOST, self.port, timeout=self.timeout)
+                conn.request("GET", path, headers=self.headers)
+                response = conn.getresponse()
+                response.read()
+                self._count(phase, response.status)
+                if response.will_close:
+                    conn.close()
+                    conn = None
+            except (OSError, http.client.HTTPException) as exc:
+                self._count(phase, "error")
+                with self._lock:
+                    self.error_kinds[type(exc).__name__] += 1
+                if conn is not None:
+                    conn.close()
+                conn = None
+            record.append(time.perf_counter() - due)
+            due += interval
+            n += self.connections
+        if conn is not None:
+            conn.close()
+
+    def start(self) -> Load:
+        self.started_at = time.perf_counter() + 0.1
+        self._threads = [
+            threading.Thread(target=self._worker, args=(i,), daemon=True)
+            for i in range(self.connections)
+        ]
+        for t in self._threads:
+            t.start()
+        return self
+
+    def wait(self) -> None:
+        for t in self._threads:
+            t.join()
+        self.stopped_at = time.perf_counter()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.wait()
+
+    def total(self, phase: str | None = None) -> Counter:
+        with self._lock:
+            if phase is not None:
+                return Counter(self.counts.get(phase, {}))
+            out: Counter = Counter()
+            for counter in self.counts.values():
+                out.update(counter)
+            return out
+
+    @staticmethod
+    def server_errors(counter: Counter) -> int:
+        return sum(v for k, v in counter.items() if isinstance(k, int) and k >= 500)
+
+    def percentile_ms(self, q: float) -> float:
+        values = sorted(v for per in self.latencies for v in per)
+        if not values:
+            return float("nan")
+        index = min(len(values) - 1, max(0, round(q * (len(values) - 1))))
+        return values[index] * 1000
