@@ -5,7 +5,7 @@ from django import forms
 
 from accounts.services.connect import INVITE_DEFAULT_DAYS, INVITE_MAX_DAYS, SLUG_MAX_LENGTH
 
-_SLUG_HELP = "Letters, digits, hyphens and underscores; used in /token/<name>.json."
+_SLUG_HELP = "Letters, digits, hyphens and underscores; the token is served at /token/NAME.json."
 
 
 class RenameForm(forms.Form):

@@ -269,7 +269,12 @@ def setup(request: HttpRequest) -> HttpResponse:
         "accounts/setup.html",
         {
             "checklist": checklist,
-            "warnings": dashboard.setup_warnings(checklist=checklist),
+            # ALLOWED_DOMAINS has its own red warning with instructions ({% cors_warning %}).
+            "warnings": [
+                w
+                for w in dashboard.setup_warnings(checklist=checklist)
+                if w.key != "allowed_domains"
+            ],
             "urls": dashboard.setup_meta_urls(origin=_origin(request)),
             "is_owner": owner,
             "owner_usernames": settings.OWNER_INSTAGRAM_USERNAMES if owner else [],
