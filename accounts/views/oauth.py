@@ -335,11 +335,17 @@ def oauth_callback(request: HttpRequest) -> HttpResponse:
     except ImproperlyConfigured:
         return flow_failure(request, "not_configured", state=state, retry_url=None)
 
-    if state.purpose == Purpose.SIGN_IN:
-        return _finish_sign_in(request, state, login_result)
-    if state.purpose == Purpose.CONNECT:
-        return _finish_connect(request, state, login_result)
-    return _finish_invite(request, state, login_result)
+    finish = {
+        Purpose.SIGN_IN: _finish_sign_in,
+        Purpose.CONNECT: _finish_connect,
+        Purpose.INVITE: _finish_invite,
+    }[state.purpose]
+    try:
+        return finish(request, state, login_result)
+    except ImproperlyConfigured:
+        # e.g. an unusable TOKEN_ENCRYPTION_KEY: the transaction rolled back.
+        logger.exception("storing the connected account failed on a setting")
+        return flow_failure(request, "configuration", state=state, retry_url=None)
 
 
 def _finish_sign_in(request: HttpRequest, state: OAuthState, login_result: InstagramLogin):

@@ -365,6 +365,14 @@ def test_me_without_user_id(client, ig):
     _assert_failure_page(response, says=b"answered unexpectedly")
 
 
+def test_an_unusable_encryption_key_ends_on_a_page_and_stores_nothing(client, ig, settings):
+    fakes.register_login(ig)
+    settings.TOKEN_ENCRYPTION_KEY = "not-a-fernet-key"
+    response = callback(client, start(client)["state"])
+    _assert_failure_page(response, says=b"not set up correctly")
+    assert "_auth_user_id" not in client.session
+
+
 # --- Connect another account ---------------------------------------------------------------------
 
 

@@ -405,3 +405,15 @@ def test_setup_page_is_hidden_from_visitors_with_hide_help_pages(client, owner_c
 
 def test_setup_page_does_not_name_the_owners_to_visitors(client):
     assert "acme_bakery" not in _html(client.get("/setup/"))
+
+
+# --- Admin ----------------------------------------------------------------------------------------
+
+
+def test_the_admin_shows_the_token_masked(client, django_user_model):
+    account = make_account(username="cafe_shop", slug="cafe")
+    client.force_login(django_user_model.objects.create_superuser(username="root", password="x"))
+    html = _html(client.get(f"/admin/accounts/instagramaccount/{account.pk}/change/"))
+    assert "IGAA…0001" in html
+    assert FULL_TOKEN not in html
+    assert AccessToken.objects.get().ciphertext not in html
