@@ -1,5 +1,6 @@
-"""Abuse limits on the entry points a stranger can hammer: ``/login/``, the OAuth
-callback, ``/hooks/refresh/`` and Meta's two callbacks.
+"""Abuse limits on the entry points a stranger can hammer: ``/login/`` (and the
+client invite links, which start a sign-in too), the OAuth callback,
+``/hooks/refresh/`` and Meta's two callbacks.
 
 One middleware applies django-ratelimit's core (``django_ratelimit.core.get_usage``)
 by path, so the views stay unaware of it. Counters live in the default cache
@@ -46,6 +47,7 @@ class Rule:
     paths: frozenset[str]
     # Browser pages get a small HTML page, machine endpoints JSON.
     html: bool
+    prefixes: tuple[str, ...] = ()
 
 
 def _paths(*paths: str) -> frozenset[str]:
@@ -54,7 +56,9 @@ def _paths(*paths: str) -> frozenset[str]:
 
 
 RULES = (
-    Rule("login", "RATELIMIT_LOGIN", _paths("/login/"), html=True),
+    # Starting a sign-in, or a client's invite link, creates a session and an OAuth
+    # state row: both count against the sign-in budget.
+    Rule("login", "RATELIMIT_LOGIN", _paths("/login/"), html=True, prefixes=("/invite/",)),
     Rule("oauth-callback", "RATELIMIT_OAUTH_CALLBACK", _paths("/oauth/instagram/callback/"), True),
     Rule("refresh-hook", "RATELIMIT_HOOK", _paths("/hooks/refresh/"), html=False),
     Rule(
@@ -67,9 +71,17 @@ RULES = (
 _BY_PATH = {path: rule for rule in RULES for path in rule.paths}
 
 
+_BY_PREFIX = tuple((prefix, rule) for rule in RULES for prefix in rule.prefixes)
+
+
 def rule_for(path: str) -> Rule | None:
     """The rule a request path falls under; None for everything else (token URLs)."""
-    return _BY_PATH.get(path)
+    rule = _BY_PATH.get(path)
+    if rule is None:
+        for prefix, candidate in _BY_PREFIX:
+            if path.startswith(prefix):
+                return candidate
+    return rule
 
 
 def _masked(address: str) -> str | None:

@@ -19,6 +19,7 @@ pytestmark = pytest.mark.django_db
 
 LIMITED = [
     ("get", "/login/"),
+    ("post", "/invite/a-signed-invite-token/"),
     ("get", "/oauth/instagram/callback/?code=abc&state=xyz"),
     ("post", "/hooks/refresh/"),
     ("post", "/instagram/deauthorize/"),
@@ -79,6 +80,13 @@ def test_each_group_counts_on_its_own(client, limits_on):
     assert client.get("/login/").status_code == 429
     assert client.post("/hooks/refresh/").status_code != 429
     assert client.post("/instagram/deauthorize/").status_code != 429
+
+
+def test_invite_links_count_against_the_sign_in_budget(client, limits_on):
+    for _ in range(2):
+        client.get("/invite/some-token/")
+    client.post("/invite/other-token/")
+    assert client.get("/login/").status_code == 429
 
 
 def test_both_meta_callbacks_share_one_budget(client, limits_on):
