@@ -246,6 +246,11 @@ OWNER_INSTAGRAM_USERNAMES = [
     for u in env.list("OWNER_INSTAGRAM_USERNAMES", default=[])
     if (name := u.strip().lstrip("@").strip().lower())
 ]
+# The sandbox's first test user (accounts/sandbox/views.py PRESET_USERS), so that
+# `make run` on a fresh machine can sign in; never outside the sandbox.
+SANDBOX_OWNER = "acme_bakery"
+if SANDBOX_ENABLED and not OWNER_INSTAGRAM_USERNAMES:
+    OWNER_INSTAGRAM_USERNAMES = [SANDBOX_OWNER]
 ALLOWED_DOMAINS = env.str("ALLOWED_DOMAINS", default="")
 # The token URLs do their own CORS (accounts/cors.py: ALLOWED_DOMAINS, narrowed per
 # account, which the middleware cannot do); django-cors-headers stays off them and,
