@@ -264,6 +264,23 @@ def test_the_sandbox_cannot_be_reached_with_debug_off(tmp_path, built_static, ap
     }
 
 
+def test_in_sandbox_mode_its_first_test_user_may_sign_in(tmp_path):
+    # `make run` on a fresh machine: DEBUG, no Meta app, no owners configured.
+    from accounts.sandbox.views import PRESET_USERS
+
+    sandbox = load(tmp_path, "OWNER_INSTAGRAM_USERNAMES", "SANDBOX_ENABLED", DEBUG="1")
+    assert sandbox == {"OWNER_INSTAGRAM_USERNAMES": [PRESET_USERS[0]], "SANDBOX_ENABLED": True}
+    chosen = load(tmp_path, "OWNER_INSTAGRAM_USERNAMES", DEBUG="1", OWNER_INSTAGRAM_USERNAMES="me")
+    assert chosen == {"OWNER_INSTAGRAM_USERNAMES": ["me"]}
+    real_app = load(tmp_path, "OWNER_INSTAGRAM_USERNAMES", DEBUG="1", INSTAGRAM_APP_ID="1")
+    assert real_app == {"OWNER_INSTAGRAM_USERNAMES": []}
+    production = {k: v for k, v in PRODUCTION.items() if k not in ("OWNER_INSTAGRAM_USERNAMES",)}
+    production["INSTAGRAM_APP_ID"] = ""
+    assert load(tmp_path, "OWNER_INSTAGRAM_USERNAMES", **production) == {
+        "OWNER_INSTAGRAM_USERNAMES": []
+    }
+
+
 # --- Static files ------------------------------------------------------------------------------
 
 
