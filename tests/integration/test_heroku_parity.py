@@ -9,8 +9,9 @@ What Heroku does, and what this test does in its place:
 - dynos: ``web`` and ``worker`` with ``PORT``, ``WEB_CONCURRENCY`` and config vars ->
   ``honcho start web worker`` with the same environment and nothing else;
 - add-ons: Heroku Postgres and Key-Value Store -> a fresh database on the local
-  PostgreSQL (created and dropped here) and a private ``redis-server`` (never the
-  shared one on 6379: this test stops it);
+  PostgreSQL (created and dropped here) and a private ``redis-server`` speaking TLS
+  with a self-signed certificate, as the add-on does (never the shared one on 6379:
+  this test stops it);
 - the router: terminates TLS and sends ``X-Forwarded-Proto: https`` -> the test's
   HTTP client sends that header to ``127.0.0.1:$PORT`` and treats the agent's
   ``https://`` URLs as that address, as a browser behind the router would;
@@ -26,6 +27,7 @@ import html
 import os
 import re
 import secrets
+import shutil
 import signal
 import socket
 import subprocess
@@ -113,17 +115,32 @@ def heroku_postgres():
 
 @pytest.fixture
 def heroku_redis(tmp_path):
-    """A private redis-server on a free port, no persistence, like a fresh add-on."""
+    """A private redis-server on a free port, no persistence, like a fresh add-on.
+    Like Heroku Key-Value Store it speaks TLS only, with a self-signed certificate
+    and a password (``rediss://``), when openssl is there to make the certificate."""
     import redis
 
     port = free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-         "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    url = f"redis://127.0.0.1:{port}/0"
-    client = redis.Redis.from_url(url, socket_timeout=5)
+    command = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+               "--dir", str(tmp_path), "--requirepass", "kv-password"]  # fmt: skip
+    openssl = shutil.which("openssl")
+    if openssl:
+        subprocess.run(
+            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+             "-subj", "/CN=ec2-3-4-5-6.compute-1.amazonaws.com",
+             "-keyout", str(tmp_path / "redis.key"), "-out", str(tmp_path / "redis.crt")],
+            check=True, capture_output=True, timeout=60,
+        )  # fmt: skip
+        command += ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no",
+                    "--tls-cert-file", str(tmp_path / "redis.crt"),
+                    "--tls-key-file", str(tmp_path / "redis.key")]  # fmt: skip
+        url = f"rediss://:kv-password@127.0.0.1:{port}"
+    else:
+        command += ["--port", str(port)]
+        url = f"redis://:kv-password@127.0.0.1:{port}"
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    tls = {"ssl_cert_reqs": None} if url.startswith("rediss://") else {}
+    client = redis.Redis.from_url(url, socket_timeout=5, **tls)
 
     def up():
         try:
