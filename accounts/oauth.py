@@ -92,6 +92,9 @@ def oauth_state_consume(
     state = (state or "").strip()
     if not state:
         raise StateError(StateError.MISSING)
+    if "\x00" in state:
+        # Never issued by us, and PostgreSQL refuses NUL in a query (a 500 otherwise).
+        raise StateError(StateError.UNKNOWN)
     row = OAuthState.objects.filter(state=state).select_related("invite", "user").first()
     if row is None:
         raise StateError(StateError.UNKNOWN)

@@ -693,6 +693,8 @@ def instatokend_config_parse(*, text: str) -> InstatokendConfig:
         raise ImportConfigError(
             f"config.json is not valid JSON ({exc.msg}, line {exc.lineno})"
         ) from None
+    except RecursionError:
+        raise ImportConfigError("config.json is nested too deeply to be instatokend's") from None
     if not isinstance(data, dict):
         raise ImportConfigError("config.json must hold one JSON object.")
     notes = []
@@ -800,6 +802,8 @@ def meta_signed_request_parse(*, signed_request: str | None, app_secret: str) ->
     user_id = payload.get("user_id")
     if isinstance(user_id, bool) or not isinstance(user_id, int | str) or not str(user_id).strip():
         raise SignedRequestError("signed_request has no user_id")
+    if "\x00" in str(user_id):  # PostgreSQL refuses NUL in a query (a 500 otherwise)
+        raise SignedRequestError("signed_request has an invalid user_id")
     payload["user_id"] = str(user_id).strip()
     return payload
 
