@@ -226,29 +226,48 @@ def measure(server: str, command: str, cache: str, env: dict, args, port: int, l
         ]
         for _, path, hdrs, _ in endpoints:  # warm every worker and the cache
             wrk(base + path, hdrs, 2, args.connections)
-        for name, path, hdrs, expect in endpoints:
+        for _, path, hdrs, expect in endpoints:
             status = get(base + path, hdrs)[0]
             if status != expect:
                 raise SystemExit(f"{path} answered {status}, expected {expect}")
-            w = wrk(base + path, hdrs, args.duration, args.connections)
-            f = fixed_rate.run(
-                host=HOST,
-                port=port,
-                path=path,
-                headers=hdrs,
-                expect_status=expect,
-                rate=args.rate,
-                duration=args.rate_duration,
-            )
-            rows.append({"server": server, "cache": cache, "endpoint": name, "wrk": w, "fixed": f})
-            print(
-                f"  {server:<26} {cache:<5} {name:<5} {w['rps']:>9.0f} req/s"
-                f"  p99@{args.rate:.0f}/s {f.p99_ms:6.2f} ms",
-                flush=True,
+        # Rounds interleave the endpoints, so a slow drift of the machine's load
+        # (other processes) hits each endpoint alike; the median round is reported.
+        runs: dict[str, list[tuple[dict, fixed_rate.Result]]] = {e[0]: [] for e in endpoints}
+        for r in range(args.rounds):
+            for name, path, hdrs, expect in endpoints:
+                w = wrk(base + path, hdrs, args.duration, args.connections)
+                f = fixed_rate.run(
+                    host=HOST,
+                    port=port,
+                    path=path,
+                    headers=hdrs,
+                    expect_status=expect,
+                    rate=args.rate,
+                    duration=args.rate_duration,
+                )
+                runs[name].append((w, f))
+                print(
+                    f"  round {r + 1}: {server:<24} {cache:<5} {name:<5} {w['rps']:>7.0f} req/s"
+                    f"  p99@{args.rate:.0f}/s {f.p99_ms:7.2f} ms",
+                    flush=True,
+                )
+        for name, _, _, _ in endpoints:
+            rows.append(
+                {
+                    "server": server,
+                    "cache": cache,
+                    "endpoint": name,
+                    "wrk": _median(runs[name], lambda run: run[0]["rps"])[0],
+                    "fixed": _median(runs[name], lambda run: run[1].p99_ms)[1],
+                }
             )
     finally:
         stop_server(proc)
     return rows
+
+
+def _median(runs: list, key):
+    return sorted(runs, key=key)[len(runs) // 2]
 
 
 def report(rows: list[dict], rate: float) -> bool:
@@ -320,7 +339,10 @@ def main() -> int:
         default=2,
         help="WEB_CONCURRENCY (Heroku sets 2 on basic dynos; this machine has 2 cores)",
     )
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    parser.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="interleaved rounds (median reported)"
+    )
     parser.add_argument("--connections", type=int, default=32, help="wrk keep-alive connections")
     parser.add_argument("--rate", type=float, default=500.0, help="fixed-rate requests/s")
     parser.add_argument(
@@ -351,9 +373,11 @@ def main() -> int:
     print(f"Procfile web: {procfile_web_line()}")
     print(
         f"WEB_CONCURRENCY={args.workers}, wrk -t2 -c{args.connections} -d{args.duration}s, "
-        f"fixed rate {args.rate:.0f}/s for {args.rate_duration:.0f}s, {os.cpu_count()} CPUs"
+        f"fixed rate {args.rate:.0f}/s for {args.rate_duration:.0f}s, {args.rounds} rounds "
+        f"(medians), {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}"
     )
     rows = []
+    inprocess: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-token-") as tmp:
         logdir = Path(tmp) / "logs"
         logdir.mkdir()
@@ -364,10 +388,29 @@ def main() -> int:
                 var_dir, port, args.workers, args.redis_url if cache == "redis" else None
             )
             prepare(env)
+            inprocess[cache] = json.loads(
+                subprocess.run(
+                    [str(BIN / "python"), "-m", "bench.token_endpoints.inprocess"],
+                    cwd=ROOT,
+                    env=env,
+                    check=True,
+                    capture_output=True,
+                    text=True,
+                ).stdout
+            )
             for server in available:
                 rows += measure(server, commands[server], cache, env, args, port, logdir)
     if not rows:
         return 1
+    print("\nPer request inside one process (WSGI handler + middleware, no server), best of 5:")
+    for cache, costs in inprocess.items():
+        bare = costs["bare"]
+        print(
+            f"  {cache:<5} "
+            + "  ".join(
+                f"{k} {v:.0f} us ({bare / v:.0%} of bare's speed)" for k, v in costs.items()
+            )
+        )
     return 0 if report(rows, args.rate) else 1
 
 

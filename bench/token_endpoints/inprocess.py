@@ -1,0 +1,62 @@
+"""Per-request cost of each endpoint inside one process, no server, no network:
+the WSGI handler with the full middleware stack, best of 5 runs. Run by
+``python -m bench.token_endpoints`` in the benchmark's environment (seeded DB);
+less sensitive to a busy machine than the HTTP figures."""
+
+import io
+import json
+import sys
+import time
+
+import django
+
+
+def main(n: int = 4000) -> None:
+    django.setup()
+    from django.core.handlers.wsgi import WSGIHandler
+
+    app = WSGIHandler()
+    seen: dict = {}
+
+    def start_response(status, headers, exc_info=None):
+        seen["status"] = int(status.split()[0])
+        seen["headers"] = dict(headers)
+
+    def call(path: str, **extra) -> None:
+        environ = {
+            "REQUEST_METHOD": "GET",
+            "PATH_INFO": path,
+            "QUERY_STRING": "",
+            "SERVER_NAME": "127.0.0.1",
+            "SERVER_PORT": "8000",
+            "HTTP_HOST": "127.0.0.1",
+            "SERVER_PROTOCOL": "HTTP/1.1",
+            "wsgi.url_scheme": "http",
+            "wsgi.input": io.BytesIO(b""),
+        }
+        environ.update(extra)
+        b"".join(app(environ, start_response))
+
+    call("/token/bench.json")
+    etag = seen["headers"]["ETag"]
+    endpoints = [
+        ("bare", "/bench/bare.json", {}, 200),
+        ("json", "/token/bench.json", {}, 200),
+        ("js", "/token/bench.js", {}, 200),
+        ("304", "/token/bench.json", {"HTTP_IF_NONE_MATCH": etag}, 304),
+    ]
+    for _, path, extra, expect in endpoints:
+        call(path, **extra)
+        assert seen["status"] == expect, (path, seen["status"])
+    best = {name: float("inf") for name, *_ in endpoints}
+    for _ in range(5):  # interleaved, best of 5
+        for name, path, extra, _ in endpoints:
+            start = time.perf_counter()
+            for _ in range(n // 5):
+                call(path, **extra)
+            best[name] = min(best[name], (time.perf_counter() - start) / (n // 5) * 1e6)
+    json.dump(best, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
