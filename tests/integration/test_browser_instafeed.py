@@ -6,14 +6,12 @@ The site is a small HTTP server on 127.0.0.1 serving the page and instafeed.min.
 the agent is the live server on localhost, so every token request is cross-origin
 and ALLOWED_DOMAINS (set to the site's full origin) is exercised for real: the
 browser enforces CORS on the JSON, the agent checks the Referer on the snippet.
-Instafeed.js calls https://graph.instagram.com/me/media; Playwright answers those
-requests with the Graph API's shape (instagram-api.md section 6) after checking
-that the token is the one the agent served, and pictures from the site's server.
+Instafeed.js calls https://graph.instagram.com/me/media; Playwright routes those
+requests to the sandbox Instagram's ``/me/media``, which accepts only the token it
+minted for the account and lists pictures it serves itself.
 """
 
-import struct
 import threading
-import zlib
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -28,25 +26,6 @@ from tests.factories import make_account
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 INSTAFEED = Path(settings.BASE_DIR) / "node_modules/instafeed.js/dist/instafeed.min.js"
-TOKEN = "IGAAbrowserInstafeedToken0000000001"
-
-
-def _png(width: int = 4, height: int = 4) -> bytes:
-    """A small opaque PNG: something with a natural size, to prove pictures loaded."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return (
-            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-        )
-
-    rows = b"".join(b"\x00" + b"\xd0\x60\x30" * width for _ in range(height))
-    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (
-        b"\x89PNG\r\n\x1a\n"
-        + chunk(b"IHDR", header)
-        + chunk(b"IDAT", zlib.compress(rows))
-        + chunk(b"IEND", b"")
-    )
 
 
 SNIPPET_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>shop</title></head><body>
@@ -118,7 +97,6 @@ def site(tmp_path):
     if not INSTAFEED.is_file():
         pytest.fail("node_modules/instafeed.js is missing: run scripts/install-test-tools (npm ci)")
     (tmp_path / "instafeed.min.js").write_bytes(INSTAFEED.read_bytes())
-    (tmp_path / "pic.png").write_bytes(_png())
     s = Site(tmp_path)
     yield s
     s.close()
@@ -132,36 +110,25 @@ def agent(live_server, settings, site):
 
 
 @pytest.fixture
-def graph(page, site):
-    """Answer Instafeed.js's Graph API calls; records the tokens it sent."""
+def graph(page, sandbox_live):
+    """Instafeed.js's Graph API calls, routed to the sandbox Instagram's ``/me/media``
+    (which checks the token); records the tokens Instafeed.js sent."""
     seen: list[str] = []
 
     def handle(route):
         url = urlsplit(route.request.url)
-        token = parse_qs(url.query).get("access_token", [""])[0]
-        seen.append(token)
-        if token != TOKEN:
-            body = {"error": {"message": "Invalid OAuth access token", "code": 190}}
-            route.fulfill(status=400, json=body, headers={"access-control-allow-origin": "*"})
-            return
-        media = [
-            {
-                "id": f"1790000000000000{i}",
-                "media_type": "IMAGE",
-                "media_url": f"{site.origin}/pic.png?{i}",
-                "permalink": f"https://www.instagram.com/p/Cfake{i}/",
-                "caption": f"post {i}",
-                "timestamp": "2026-11-01T08:00:00+0000",
-                "username": "acme_bakery",
-            }
-            for i in range(3)
-        ]
-        route.fulfill(
-            json={"data": media, "paging": {}}, headers={"access-control-allow-origin": "*"}
-        )
+        seen.append(parse_qs(url.query).get("access_token", [""])[0])
+        response = route.fetch(url=f"{sandbox_live.base_url}{url.path}?{url.query}")
+        route.fulfill(response=response)
 
     page.route("https://graph.instagram.com/**", handle)
     return seen
+
+
+@pytest.fixture
+def token(sandbox_live) -> str:
+    """A long-lived token the sandbox accepts."""
+    return sandbox_live.mint(username="acme_bakery", age_hours=48)["access_token"]
 
 
 def _assert_feed_rendered(page):
@@ -178,8 +145,8 @@ def _assert_feed_rendered(page):
     return page.eval_on_selector_all("#instafeed img", "imgs => imgs.length")
 
 
-def test_instafeed_runs_with_the_token_from_the_js_snippet(page, site, agent, graph):
-    make_account(slug="acme", username="acme_bakery", token=TOKEN)
+def test_instafeed_runs_with_the_token_from_the_js_snippet(page, site, agent, graph, token):
+    make_account(slug="acme", username="acme_bakery", token=token)
     snippet = []
     page.on(
         "response",
@@ -187,14 +154,16 @@ def test_instafeed_runs_with_the_token_from_the_js_snippet(page, site, agent, gr
     )
     page.goto(site.page("snippet.html", SNIPPET_PAGE.format(agent=agent, slug="acme")))
     assert _assert_feed_rendered(page) >= 3
-    assert page.evaluate("InstagramToken") == TOKEN
-    assert graph and set(graph) == {TOKEN}
+    assert page.evaluate("InstagramToken") == token
+    assert graph and set(graph) == {token}
     assert snippet[0].status == 200
     assert snippet[0].headers["content-type"] == "text/javascript; charset=utf-8"
 
 
-def test_instafeed_runs_with_the_json_url_and_the_access_token_function(page, site, agent, graph):
-    make_account(slug="acme", username="acme_bakery", token=TOKEN)
+def test_instafeed_runs_with_the_json_url_and_the_access_token_function(
+    page, site, agent, graph, token
+):
+    make_account(slug="acme", username="acme_bakery", token=token)
     responses = []
     page.on(
         "response",
@@ -202,7 +171,7 @@ def test_instafeed_runs_with_the_json_url_and_the_access_token_function(page, si
     )
     page.goto(site.page("json.html", JSON_PAGE.format(agent=agent, slug="acme")))
     assert _assert_feed_rendered(page) >= 3
-    assert graph and set(graph) == {TOKEN}
+    assert graph and set(graph) == {token}
     # The browser let the page read it because the agent allowed the site's origin.
     assert responses[0].headers["access-control-allow-origin"] == site.origin
     assert "origin" in responses[0].headers["vary"].lower()
@@ -223,9 +192,11 @@ def test_an_unusable_token_sets_null_and_says_why_in_the_console(page, site, age
     assert not [e for e in errors if e.startswith("uncaught")]
 
 
-def test_a_site_outside_allowed_domains_gets_nothing(page, site, live_server, settings, graph):
+def test_a_site_outside_allowed_domains_gets_nothing(
+    page, site, live_server, settings, graph, token
+):
     settings.ALLOWED_DOMAINS = "shop.example"
-    make_account(slug="acme", username="acme_bakery", token=TOKEN)
+    make_account(slug="acme", username="acme_bakery", token=token)
     errors = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.goto(site.page("json.html", JSON_PAGE.format(agent=live_server.url, slug="acme")))
