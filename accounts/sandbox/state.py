@@ -1,7 +1,10 @@
 """Sandbox Instagram state, kept in the Django cache under ``sandbox:`` so several
 processes sharing a cache (Redis) share it: used codes, scripted failures,
-persistent failure modes, delays, the response shape, call counters, revocations.
+persistent failure modes, delays, the response shape, call counters, revocations,
+and a journal of the requests received (secrets in it only as fingerprints).
 """
+
+import hashlib
 
 from django.core.cache import cache
 
@@ -9,6 +12,9 @@ ENDPOINTS = ("authorize", "code_exchange", "long_lived", "refresh", "me", "media
 SHAPES = ("observed", "documented")
 _P = "sandbox:"
 _FOREVER = None
+JOURNAL_SIZE = 200
+# Parameters the journal never stores in clear.
+SENSITIVE_PARAMS = frozenset({"access_token", "client_secret", "code"})
 
 
 def _key(*parts: str) -> str:
@@ -16,7 +22,7 @@ def _key(*parts: str) -> str:
 
 
 def reset() -> None:
-    keys = [_key("shape"), _key("revoked")]
+    keys = [_key("shape"), _key("revoked"), _key("journal")]
     for e in (*ENDPOINTS, "*"):
         keys += [_key("fail", e), _key("mode", e), _key("delay", e), _key("calls", e)]
     cache.delete_many(keys)
@@ -85,11 +91,44 @@ def claim_code(nonce: str) -> bool:
     return cache.add(_key("code", nonce), 1, 3600)
 
 
-def revoke(username: str, at: int) -> None:
+def revoke(username: str, at: float) -> None:
     revoked = cache.get(_key("revoked")) or {}
     revoked[username.lower()] = at
     cache.set(_key("revoked"), revoked, _FOREVER)
 
 
-def revoked_at(username: str) -> int | None:
+def revoked_at(username: str) -> float | None:
     return (cache.get(_key("revoked")) or {}).get(username.lower())
+
+
+def fingerprint(value: str) -> str:
+    """What the journal shows instead of a token, secret or code: tests compare it
+    with the fingerprint of the value they expect, and nothing leaks when they print."""
+    return "sha256:" + hashlib.sha256(value.encode()).hexdigest()[:16]
+
+
+def _params(query) -> dict[str, list[str]]:
+    return {
+        k: [fingerprint(v) if k in SENSITIVE_PARAMS else v for v in values]
+        for k, values in query.lists()
+    }
+
+
+def record_request(endpoint: str, request) -> None:
+    """Append what a call sent (method, path, query, form, a few headers) to the journal."""
+    entry = {
+        "endpoint": endpoint,
+        "method": request.method,
+        "path": request.path,
+        "query": _params(request.GET),
+        "form": _params(request.POST) if request.method == "POST" else {},
+        "content_type": request.content_type or "",
+        "user_agent": request.headers.get("User-Agent", ""),
+    }
+    key = _key("journal")
+    cache.set(key, [*(cache.get(key) or []), entry][-JOURNAL_SIZE:], _FOREVER)
+
+
+def journal() -> list[dict]:
+    """The requests received since the last reset, oldest first (at most JOURNAL_SIZE)."""
+    return list(cache.get(_key("journal")) or [])

@@ -42,7 +42,7 @@ def app_scoped_id_for(username: str) -> str:
 class SandboxToken:
     username: str
     kind: str  # "short" or "long"
-    issued_at: int
+    issued_at: float  # not rounded: a token minted just after a revocation is not revoked
     expires_at: int
 
 
@@ -61,7 +61,7 @@ def mint(
     issued_at: float | None = None,
     lifetime: float | None = None,
 ) -> str:
-    issued = int(issued_at if issued_at is not None else time.time())
+    issued = float(issued_at if issued_at is not None else time.time())
     life = (
         lifetime if lifetime is not None else (LONG_LIFETIME if kind == "long" else SHORT_LIFETIME)
     )

@@ -16,8 +16,10 @@ urlpatterns = [
     path("refresh_access_token", views.refresh, name="refresh"),
     re_path(r"^(?:(?P<version>v\d+\.\d+)/)?me$", views.me, name="me"),
     re_path(r"^(?:(?P<version>v\d+\.\d+)/)?me/media$", views.media, name="media"),
-    path("media/<slug:name>.svg", views.media_image, name="media-image"),
+    # Usernames may contain dots, and image names carry the username.
+    re_path(r"^media/(?P<name>[-\w.]+)\.svg$", views.media_image, name="media-image"),
     # control API
     path("_control/calls", views.control_calls, name="control-calls"),
+    path("_control/requests", views.control_requests, name="control-requests"),
     path("_control/<slug:action>", views.control, name="control"),
 ]

@@ -8,6 +8,8 @@ Paths mirror the real hosts under one prefix: ``oauth/authorize`` (www),
 import base64
 import json
 import logging
+import math
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -83,6 +85,46 @@ def flat_error(message: str) -> HttpResponse:
     )
 
 
+FAILURE_KINDS = frozenset(
+    {
+        "http500",
+        "http503",
+        "non_json",
+        "empty_json",
+        "error102",
+        "rate_limit",
+        "rate_limit_17",
+        "transient1",
+        "transient2",
+        "permission10",
+        "config3",
+        "config100",
+        "too_young",
+        "invalid_code",
+    }
+)
+MAX_SLOW_SECONDS = 600
+_ERROR190 = re.compile(r"error190(?:_\d+)?")
+
+
+def check_failure_kind(kind: object) -> str:
+    """Refuse a kind the sandbox cannot play (a typo would otherwise be queued and
+    surface later as an unexplained HTTP 500)."""
+    if not isinstance(kind, str):
+        raise ValueError("a failure kind is a string")
+    if kind.startswith("slow:"):
+        try:
+            seconds = float(kind.split(":", 1)[1])
+        except ValueError:
+            seconds = math.nan
+        if not 0 <= seconds <= MAX_SLOW_SECONDS:
+            raise ValueError(f"slow:<seconds> needs 0 to {MAX_SLOW_SECONDS} seconds")
+        return kind
+    if kind in FAILURE_KINDS or _ERROR190.fullmatch(kind):
+        return kind
+    raise ValueError(f"unknown failure kind {kind!r} (see accounts/sandbox/README.md)")
+
+
 def failure_response(kind: str, request: HttpRequest) -> HttpResponse | None:
     """Build the scripted failure ``kind``; None means 'answer normally'."""
     if kind.startswith("slow:"):
@@ -145,8 +187,22 @@ def failure_response(kind: str, request: HttpRequest) -> HttpResponse | None:
     )
 
 
+def _play(name: str, request: HttpRequest) -> HttpResponse | None:
+    """Count and record the call, apply the configured delay, and return the scripted
+    failure to answer with, if any."""
+    state.count_call(name)
+    state.record_request(name, request)
+    delay = state.delay_for(name)
+    if delay:
+        time.sleep(delay)
+    kind = state.next_failure(name)
+    return failure_response(kind, request) if kind else None
+
+
 def endpoint(name: str) -> Callable:
-    """Count the call, apply the configured delay, play a scripted failure if any."""
+    """Answer CORS preflights; otherwise play the call (see _play), then the view.
+    Every answer, scripted failures and 405s included, carries
+    ``Access-Control-Allow-Origin: *`` so a browser client can read it."""
 
     def deco(view: Callable) -> Callable:
         @wraps(view)
@@ -157,16 +213,10 @@ def endpoint(name: str) -> Callable:
                 resp["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
                 resp["Access-Control-Allow-Headers"] = "Content-Type"
                 return resp
-            state.count_call(name)
-            delay = state.delay_for(name)
-            if delay:
-                time.sleep(delay)
-            kind = state.next_failure(name)
-            if kind:
-                failed = failure_response(kind, request)
-                if failed is not None:
-                    return failed
-            return view(request, *args, **kwargs)
+            resp = _play(name, request) or view(request, *args, **kwargs)
+            if "Access-Control-Allow-Origin" not in resp:
+                resp["Access-Control-Allow-Origin"] = "*"
+            return resp
 
         return csrf_exempt(wrapper)
 
@@ -192,7 +242,8 @@ def _authorize_problem(params) -> str | None:
         return "Invalid Request: Request parameters are invalid: Missing client_id"
     uri = params.get("redirect_uri", "")
     parts = urlsplit(uri)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.netloc or "#" in uri:
+        # OAuth redirect URIs cannot carry a fragment (RFC 6749, 3.1.2).
         return "Invalid Request: Request parameters are invalid: Invalid redirect_uri"
     if params.get("response_type") != "code":
         return "Invalid Request: Request parameters are invalid: response_type must be code"
@@ -211,11 +262,15 @@ def _redirect_back(uri: str, params: dict, fragment: str = "") -> HttpResponseRe
 @require_http_methods(["GET", "POST"])
 def authorize(request: HttpRequest) -> HttpResponse:
     params = request.GET if request.method == "GET" else request.POST
+    if request.method == "GET":
+        # Showing the window is the call scripted failures and delays apply to.
+        failed = _play("authorize", request)
+        if failed is not None:
+            return failed
     problem = _authorize_problem(params)
     if problem:
         return render(request, "sandbox/authorize_error.html", {"problem": problem}, status=400)
     if request.method == "GET":
-        state.count_call("authorize")
         return render(
             request,
             "sandbox/authorize.html",
@@ -448,17 +503,21 @@ def control(request: HttpRequest, action: str) -> HttpResponse:
             state.reset()
         elif action == "fail":
             failures = data.get("failures") or []
-            if not isinstance(failures, list) or not all(isinstance(f, str) for f in failures):
+            if not isinstance(failures, list):
                 raise ValueError("failures must be a list of failure kinds")
-            state.queue_failures(_endpoint_name(data), failures)
+            state.queue_failures(_endpoint_name(data), [check_failure_kind(f) for f in failures])
         elif action == "mode":
-            state.set_mode(_endpoint_name(data), data.get("failure"))
+            failure = data.get("failure")
+            state.set_mode(_endpoint_name(data), failure and check_failure_kind(failure))
         elif action == "delay":
-            state.set_delay(_endpoint_name(data), float(data.get("seconds", 0)))
+            seconds = float(data.get("seconds", 0))
+            if not 0 <= seconds <= MAX_SLOW_SECONDS:  # also refuses NaN
+                raise ValueError(f"seconds must be 0 to {MAX_SLOW_SECONDS}")
+            state.set_delay(_endpoint_name(data), seconds)
         elif action == "shape":
             state.set_shape(str(data.get("shape")))
         elif action == "revoke":
-            state.revoke(str(data["username"]), int(time.time()))
+            state.revoke(str(data["username"]), time.time())
         elif action == "mint":
             username = str(data.get("username") or "acme_bakery")
             age = float(data.get("age_hours", 48)) * 3600
@@ -484,3 +543,8 @@ def control(request: HttpRequest, action: str) -> HttpResponse:
 
 def control_calls(request: HttpRequest) -> HttpResponse:
     return JsonResponse(state.calls())
+
+
+def control_requests(request: HttpRequest) -> HttpResponse:
+    """The journal: what each call sent, credentials as ``state.fingerprint`` values."""
+    return JsonResponse({"requests": state.journal()})

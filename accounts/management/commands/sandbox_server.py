@@ -18,6 +18,12 @@ class _Server(ThreadedWSGIServer):
     request_queue_size = 1024
 
 
+class _Handler(WSGIRequestHandler):
+    # wsgiref sends the headers and the body in two writes; with Nagle on, the body
+    # waits for the client's delayed ACK of the headers: ~40 ms per keep-alive request.
+    disable_nagle_algorithm = True
+
+
 class Command(BaseCommand):
     help = "Run the sandbox Instagram standalone (threaded HTTP server)."
 
@@ -34,6 +40,9 @@ class Command(BaseCommand):
         settings.ROOT_URLCONF = "accounts.sandbox.standalone_urls"
         settings.SECURE_SSL_REDIRECT = False  # plain HTTP on loopback, like a test double
         settings.ALLOWED_HOSTS = ["*"]
+        # The sandbox answers CORS itself (like Instagram: "*"); django-cors-headers
+        # would otherwise swallow browser preflights with an answer that allows nothing.
+        settings.CORS_URLS_REGEX = r"^(?!/sandbox/)"
         if not shared_cache:
             settings.CACHES = {
                 "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
@@ -42,7 +51,7 @@ class Command(BaseCommand):
 
         app = get_wsgi_application()
         socketserver.TCPServer.allow_reuse_address = True
-        httpd = _Server((host, port), WSGIRequestHandler, ipv6=False)
+        httpd = _Server((host, port), _Handler, ipv6=False)
         httpd.set_app(app)
         base = f"http://{host}:{httpd.server_address[1]}/sandbox"
         self.stdout.write(f"Sandbox Instagram listening on {base}")
