@@ -98,7 +98,7 @@ class TokenInvalid(ConnectError):  # noqa: N818
     def __init__(self, error: instagram.InstagramError, *, label: str = "") -> None:
         self.error = error
         self.label = label
-        prefix = f"{label}: " if label else ""
+        prefix = f"{shown_name(label)}: " if label else ""
         if isinstance(error, instagram.InstagramAuthError | instagram.InstagramPermissionError):
             what = "Instagram does not accept this token"
         elif isinstance(error, instagram.InstagramTransientError):
@@ -349,6 +349,16 @@ def _account_link_user(*, account: InstagramAccount):
     return user
 
 
+def shown_name(value: object, *, limit: int = 40) -> str:
+    """An account name from a file or the command line, as it may be printed:
+    characters a slug cannot hold become ``?``, long names are cut, token-like
+    ones are redacted (a token pasted where a name belongs is never echoed)."""
+    text = re.sub(r"[^A-Za-z0-9_.-]", "?", str(value))
+    if len(text) > limit:
+        text = text[:limit] + "..."
+    return redact(text)
+
+
 # --- Slugs ---------------------------------------------------------------------------------------
 
 
@@ -586,12 +596,13 @@ def _plan_check_slugs(plans: list[_Planned]) -> None:
         other = InstagramAccount.objects.filter(slug__iexact=plan.slug).first()
         if other is not None and profile is not None and other.ig_user_id != profile.user_id:
             raise SlugError(
-                f"{plan.label}: {plan.slug!r} is already the name of @{other.username}; "
+                f"{shown_name(plan.label)}: {shown_name(plan.slug)!r} is already the name of "
+                f"@{other.username}; "
                 "rename or disconnect that account first, or choose another name."
             )
         key = plan.slug.lower()
         if key in seen and profile is not None and seen[key] != profile.user_id:
-            raise SlugError(f"{plan.label}: the name {plan.slug!r} is used twice.")
+            raise SlugError(f"the name {shown_name(plan.slug)!r} is used twice.")
         if profile is not None:
             seen[key] = profile.user_id
 
@@ -612,7 +623,7 @@ def accounts_import(
     plans = []
     for label, token, slug in tokens:
         if slug is not None:
-            slug = slug_validate_format(slug=slug, label=label)
+            slug = slug_validate_format(slug=slug)
         plans.append(_Planned(label=label, access_token=(token or "").strip(), slug=slug))
     for plan in plans:
         plan.profile = token_validate(access_token=plan.access_token, label=plan.label)
@@ -656,7 +667,7 @@ def account_import_token(
     )[0]
 
 
-def slug_validate_format(*, slug: str, label: str = "") -> str:
+def slug_validate_format(*, slug: str) -> str:
     """Format only (no uniqueness): for slugs checked against the database later."""
     slug = (slug or "").strip()
     try:
@@ -664,9 +675,8 @@ def slug_validate_format(*, slug: str, label: str = "") -> str:
             raise ValidationError("length")
         validate_slug(slug)
     except ValidationError:
-        prefix = f"{label}: " if label else ""
         raise SlugError(
-            f"{prefix}{slug!r} is not a usable name: use 1 to {SLUG_MAX_LENGTH} letters, "
+            f"{shown_name(slug)!r} is not a usable name: use 1 to {SLUG_MAX_LENGTH} letters, "
             "digits, hyphens or underscores."
         ) from None
     return slug
@@ -701,10 +711,12 @@ def instatokend_config_parse(*, text: str) -> InstatokendConfig:
     freq = data.get("refresh_freq")
     frequency = None
     if freq is not None:
-        frequency = _INSTATOKEND_FREQUENCIES.get(str(freq).strip().lower())
+        frequency = (
+            _INSTATOKEND_FREQUENCIES.get(freq.strip().lower()) if isinstance(freq, str) else None
+        )
         if frequency is None:
             notes.append(
-                f"refresh_freq {str(freq)[:20]!r} has no equivalent here; "
+                f"refresh_freq {shown_name(freq, limit=20)!r} has no equivalent here; "
                 f"the agent's REFRESH_FREQUENCY ({settings.REFRESH_FREQUENCY}) applies"
             )
     if "port" in data:
@@ -715,10 +727,11 @@ def instatokend_config_parse(*, text: str) -> InstatokendConfig:
             continue
         if not isinstance(value, dict) or not isinstance(value.get("token"), str):
             raise ImportConfigError(
-                f'{name!r}: expected {{"token": "..."}} for an account, found something else.'
+                f'{shown_name(name)!r}: expected {{"token": "..."}} for an account, '
+                "found something else."
             )
         if not value["token"].strip():
-            raise ImportConfigError(f"{name!r}: the token is empty.")
+            raise ImportConfigError(f"{shown_name(name)!r}: the token is empty.")
         accounts.append((str(name), value["token"].strip()))
     if not accounts:
         raise ImportConfigError('config.json names no account (no {"token": ...} object).')
@@ -728,7 +741,7 @@ def instatokend_config_parse(*, text: str) -> InstatokendConfig:
 def accounts_import_instatokend(*, config: InstatokendConfig) -> list[ImportResult]:
     """Import every account of an instatokend config, each under its account name."""
     for name, _ in config.accounts:
-        slug_validate_format(slug=name, label=name)
+        slug_validate_format(slug=name)
     return accounts_import(
         tokens=[(name, token, name) for name, token in config.accounts],
         refresh_frequency=config.refresh_frequency,

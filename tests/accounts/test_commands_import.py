@@ -231,3 +231,14 @@ def test_rotate_token_key_reports_unreadable_tokens(settings):
     with pytest.raises(CommandError) as err:
         run("rotate_token_key")
     assert "a-a" in str(err.value)
+
+
+def test_names_are_echoed_safely(ig, config_file):
+    """A token pasted where a name belongs is never printed; markup is defused."""
+    ig.add(responses.GET, fakes.ME_URL, json=fakes.graph_error(190), status=400)
+    with pytest.raises(CommandError) as err:
+        run("import_instatokend", config_file({"IGAAlooksLikeAToken123": {"token": "IGAAx1"}}))
+    assert "IGAAlooksLikeAToken123" not in str(err.value) and "[redacted]" in str(err.value)
+    with pytest.raises(CommandError) as err:
+        run("import_instatokend", config_file({"<b>shop</b>": {"token": "IGAAx1234567890"}}))
+    assert "<b>" not in str(err.value) and "?b?shop??b?" in str(err.value)

@@ -20,6 +20,7 @@ from accounts.services.connect import (
     accounts_import_instatokend,
     instatokend_config_parse,
 )
+from tokenagent.redaction import redact
 
 
 class Command(BaseCommand):
@@ -27,6 +28,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("config", metavar="CONFIG_JSON", help="path to instatokend's file")
+
+    def _say(self, line: str) -> None:
+        # Account names come from files and arguments: never echo a token-like one.
+        self.stdout.write(redact(line))
 
     def handle(self, *args, **options) -> None:
         path = Path(options["config"])
@@ -37,13 +42,13 @@ class Command(BaseCommand):
         try:
             config = instatokend_config_parse(text=text)
             for note in config.notes:
-                self.stdout.write(f"note: {note}")
+                self._say(f"note: {note}")
             results = accounts_import_instatokend(config=config)
         except (ImportConfigError, SlugError, TokenInvalid) as exc:
             raise CommandError(f"{exc} Nothing was stored.") from None
         for r in results:
-            self.stdout.write(
+            self._say(
                 f"{'imported' if r.created else 'updated'} {r.account.slug} "
                 f"(@{r.account.username}): {r.note}"
             )
-        self.stdout.write(f"{len(results)} account(s) imported.")
+        self._say(f"{len(results)} account(s) imported.")

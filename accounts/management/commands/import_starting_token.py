@@ -14,6 +14,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from accounts.services.connect import SlugError, TokenInvalid, starting_token_import
+from tokenagent.redaction import redact
 
 
 class Command(BaseCommand):
@@ -24,9 +25,16 @@ class Command(BaseCommand):
             "--strict", action="store_true", help="exit 1 when STARTING_TOKEN is refused"
         )
 
+    def _say(self, line: str) -> None:
+        # Account names come from files and arguments: never echo a token-like one.
+        self.stdout.write(redact(line))
+
+    def _warn(self, line: str) -> None:
+        self.stderr.write(redact(line))
+
     def handle(self, *args, **options) -> None:
         if not settings.STARTING_TOKEN.strip():
-            self.stdout.write("STARTING_TOKEN is not set; nothing to import.")
+            self._say("STARTING_TOKEN is not set; nothing to import.")
             return
         try:
             result = starting_token_import(access_token=settings.STARTING_TOKEN)
@@ -37,12 +45,12 @@ class Command(BaseCommand):
             )
             if options["strict"]:
                 raise CommandError(message) from None
-            self.stderr.write(f"ERROR: {message}")
+            self._warn(f"ERROR: {message}")
             return
         if result is None:
-            self.stdout.write("STARTING_TOKEN is already imported; nothing to do.")
+            self._say("STARTING_TOKEN is already imported; nothing to do.")
             return
-        self.stdout.write(
+        self._say(
             f"STARTING_TOKEN imported as {result.account.slug} (@{result.account.username}): "
             f"{result.note}"
         )

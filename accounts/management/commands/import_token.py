@@ -18,6 +18,7 @@ from accounts.services.connect import (
     account_import_token,
     account_set_default,
 )
+from tokenagent.redaction import redact
 
 
 class Command(BaseCommand):
@@ -30,6 +31,10 @@ class Command(BaseCommand):
             "--default", action="store_true", help="serve it at /token.json, /token.js, /token"
         )
 
+    def _say(self, line: str) -> None:
+        # Account names come from files and arguments: never echo a token-like one.
+        self.stdout.write(redact(line))
+
     def handle(self, *args, **options) -> None:
         given = options["token"]
         value = sys.stdin.readline() if given == "-" else given
@@ -40,7 +45,7 @@ class Command(BaseCommand):
         account = result.account
         if options["default"]:
             account_set_default(account=account)
-        self.stdout.write(
+        self._say(
             f"{'imported' if result.created else 'updated'} {account.slug} "
             f"(@{account.username}): {result.note}" + (" [default]" if account.is_default else "")
         )
