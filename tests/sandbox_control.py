@@ -11,6 +11,7 @@ import os
 import re
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -104,9 +105,17 @@ def start_sandbox_process(env: dict | None = None, shared_cache: bool = False):
     if not base:
         proc.kill()
         raise RuntimeError("sandbox_server did not start in time")
+    # The server logs each request to stdout; keep draining it so a full pipe never
+    # blocks the server after a few hundred requests.
+    threading.Thread(target=_drain, args=(proc.stdout,), daemon=True).start()
     control = SandboxControl(base)
     control.calls()  # answers
     return proc, control
+
+
+def _drain(stream) -> None:
+    for _ in stream:
+        pass
 
 
 @pytest.fixture
