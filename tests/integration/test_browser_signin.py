@@ -45,7 +45,7 @@ def _consent(page, username: str) -> None:
 
 
 def test_sign_in_through_the_sandbox_then_connect_a_second_account(
-    page, live_server, agent, caplog
+    live_server, agent, page, caplog
 ):
     caplog.set_level(logging.DEBUG)
     for name in ("django", "django.request", "django.server", "accounts"):
@@ -111,7 +111,7 @@ def test_sign_in_through_the_sandbox_then_connect_a_second_account(
     )
 
 
-def test_denying_on_instagram_ends_on_a_clear_page(page, live_server, agent):
+def test_denying_on_instagram_ends_on_a_clear_page(live_server, agent, page):
     page.set_default_timeout(TIMEOUT_MS)
     page.goto(f"{live_server.url}/login/")
     page.wait_for_selector("button.deny")
