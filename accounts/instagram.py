@@ -173,9 +173,18 @@ class MediaPage:
 # --- Plumbing --------------------------------------------------------------------------
 
 
+# Connections kept per host: a threads-pool worker refreshes many accounts at once
+# (bench/refresh_fanout runs 64 threads); requests' default pool of 10 would churn.
+POOL_MAXSIZE = 64
+
+
 @lru_cache(maxsize=1)
 def _session_for(pid: int) -> requests.Session:
-    return requests.Session()
+    session = requests.Session()
+    adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=POOL_MAXSIZE)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    return session
 
 
 def _session() -> requests.Session:

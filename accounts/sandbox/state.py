@@ -5,8 +5,28 @@ and a journal of the requests received (secrets in it only as fingerprints).
 """
 
 import hashlib
+import threading
 
-from django.core.cache import cache
+from django.conf import settings
+from django.core.cache import cache as _shared_cache
+from django.core.cache.backends.locmem import LocMemCache
+
+# The standalone server (manage.py sandbox_server) keeps its state in its own memory
+# unless told to share the configured cache; settings.SANDBOX_MEMORY_STATE says which.
+_memory_cache = LocMemCache(
+    "tokenagent-sandbox", {"TIMEOUT": None, "OPTIONS": {"MAX_ENTRIES": 100000}}
+)
+# Read-modify-write steps (failure queue, journal) are atomic within one process.
+_lock = threading.Lock()
+
+
+class _Store:
+    def __getattr__(self, name):
+        memory = getattr(settings, "SANDBOX_MEMORY_STATE", False)
+        return getattr(_memory_cache if memory else _shared_cache, name)
+
+
+cache = _Store()
 
 ENDPOINTS = ("authorize", "code_exchange", "long_lived", "refresh", "me", "media")
 SHAPES = ("observed", "documented")
@@ -79,10 +99,11 @@ def next_failure(endpoint: str) -> str | None:
     """The failure to play for this call: a queued one first (consumed), else the mode."""
     for e in (endpoint, "*"):
         key = _key("fail", e)
-        queue = cache.get(key)
-        if queue:
-            cache.set(key, queue[1:], _FOREVER)
-            return queue[0]
+        with _lock:
+            queue = cache.get(key)
+            if queue:
+                cache.set(key, queue[1:], _FOREVER)
+                return queue[0]
     return cache.get(_key("mode", endpoint)) or cache.get(_key("mode", "*"))
 
 
@@ -126,7 +147,8 @@ def record_request(endpoint: str, request) -> None:
         "user_agent": request.headers.get("User-Agent", ""),
     }
     key = _key("journal")
-    cache.set(key, [*(cache.get(key) or []), entry][-JOURNAL_SIZE:], _FOREVER)
+    with _lock:
+        cache.set(key, [*(cache.get(key) or []), entry][-JOURNAL_SIZE:], _FOREVER)
 
 
 def journal() -> list[dict]:

@@ -43,10 +43,8 @@ class Command(BaseCommand):
         # The sandbox answers CORS itself (like Instagram: "*"); django-cors-headers
         # would otherwise swallow browser preflights with an answer that allows nothing.
         settings.CORS_URLS_REGEX = r"^(?!/sandbox/)"
-        if not shared_cache:
-            settings.CACHES = {
-                "default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}
-            }
+        # State in this process's memory (accounts/sandbox/state.py) unless shared.
+        settings.SANDBOX_MEMORY_STATE = not shared_cache
         from django.core.wsgi import get_wsgi_application
 
         app = get_wsgi_application()
