@@ -455,6 +455,10 @@ def test_afterwards_every_account_holds_a_working_token_and_none_went_back(drill
             assert row["version"] == initial, f"{slug} was not due and was refreshed"
     assert drill.monitor.samples >= 20
     assert drill.monitor.violations == []
+    # Between the drills nothing is broken: no 5xx there either ((d) and the moments
+    # right after the database came back are reported, not required).
+    calm = {p: c for p, c in drill.load.counts.items() if p not in ("d", "after-d")}
+    assert {p: stack.Load.server_errors(c) for p, c in calm.items()} == dict.fromkeys(calm, 0)
     total = drill.load.total()
     REPORT["all"] = {
         "requests": sum(total.values()),
@@ -467,5 +471,8 @@ def test_afterwards_every_account_holds_a_working_token_and_none_went_back(drill
         "monitor_samples": drill.monitor.samples,
         "monitor_failed_reads": drill.monitor.failed_reads,
         "went_back": len(drill.monitor.violations),
+        "5xx_by_phase": {
+            phase: stack.Load.server_errors(counts) for phase, counts in drill.load.counts.items()
+        },
         "finished": datetime.now(UTC).isoformat(timespec="seconds"),
     }
