@@ -23,6 +23,10 @@ env = environ.Env()
 # A .env file is a convenience for local runs; real environment variables win.
 if (BASE_DIR / ".env").is_file():
     environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
+# A blank value (an empty line in .env, an empty field in Heroku's deploy form)
+# means "use the default" for every setting, not "set it to nothing".
+for _name in [n for n, v in os.environ.items() if v == "" and n.isupper()]:
+    del os.environ[_name]
 
 DEBUG = env.bool("DEBUG", default=False)
 
@@ -193,19 +197,6 @@ CELERY_BEAT_SCHEDULE = {
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
-
-# --- Instagram ------------------------------------------------------------------
-INSTAGRAM_APP_ID = env.str("INSTAGRAM_APP_ID", default="")
-INSTAGRAM_APP_SECRET = env.str("INSTAGRAM_APP_SECRET", default="")
-INSTAGRAM_GRAPH_VERSION = env.str("INSTAGRAM_GRAPH_VERSION", default="v21.0")
-INSTAGRAM_CONNECT_TIMEOUT = env.float("INSTAGRAM_CONNECT_TIMEOUT", default=5.0)
-INSTAGRAM_READ_TIMEOUT = env.float("INSTAGRAM_READ_TIMEOUT", default=20.0)
-INSTAGRAM_USER_AGENT = env.str(
-    "INSTAGRAM_USER_AGENT",
-    default="tokenagent/0.1 (self-hosted Instagram token refresher; Django)",
-)
-INSTAGRAM_SCOPES = ["instagram_business_basic"]
-
 # The refresh engine (accounts/services/refresh.py, accounts/tasks.py).
 # A refresh claims its account for this long; above the HTTP timeouts and the
 # task soft time limit, so a killed worker's claim lapses and the next try runs.
@@ -221,6 +212,19 @@ REFRESH_MALFORMED_MAX_RETRIES = env.int("REFRESH_MALFORMED_MAX_RETRIES", default
 REFRESH_FAILURE_COOLDOWN_SECONDS = env.int("REFRESH_FAILURE_COOLDOWN_SECONDS", default=3600)
 REFRESH_HISTORY_DAYS = env.int("REFRESH_HISTORY_DAYS", default=90)
 ALERT_REPEAT_SECONDS = env.int("ALERT_REPEAT_SECONDS", default=24 * 3600)
+
+# --- Instagram ------------------------------------------------------------------
+INSTAGRAM_APP_ID = env.str("INSTAGRAM_APP_ID", default="")
+INSTAGRAM_APP_SECRET = env.str("INSTAGRAM_APP_SECRET", default="")
+INSTAGRAM_GRAPH_VERSION = env.str("INSTAGRAM_GRAPH_VERSION", default="v21.0")
+INSTAGRAM_CONNECT_TIMEOUT = env.float("INSTAGRAM_CONNECT_TIMEOUT", default=5.0)
+INSTAGRAM_READ_TIMEOUT = env.float("INSTAGRAM_READ_TIMEOUT", default=20.0)
+INSTAGRAM_USER_AGENT = env.str(
+    "INSTAGRAM_USER_AGENT",
+    default="tokenagent/0.1 (self-hosted Instagram token refresher; Django)",
+)
+INSTAGRAM_SCOPES = ["instagram_business_basic"]
+
 # The sandbox Instagram is mounted when no real app is configured, and never when
 # DEBUG is off (a production configuration cannot talk to a fake Instagram).
 SANDBOX_ENABLED = not INSTAGRAM_APP_ID and DEBUG

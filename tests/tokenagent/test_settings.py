@@ -316,3 +316,39 @@ def test_debug_off_defaults_are_production_safe(tmp_path):
         "CSRF_COOKIE_SECURE": True,
         "SECURE_HSTS_SECONDS": 31536000,
     }
+
+
+def test_blank_values_in_env_file_mean_defaults(tmp_path):
+    """`cp .env.example .env` must leave a working sandbox setup: blank lines are unset."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("INSTAGRAM_", "DATABASE"))}
+    env.pop("REDIS_URL", None)
+    env.update(
+        TOKENAGENT_VAR_DIR=str(tmp_path),
+        DEBUG="1",
+        INSTAGRAM_APP_ID="",
+        INSTAGRAM_API_URL="",
+        DATABASE_URL="",
+        REDIS_URL="",
+        ALLOWED_HOSTS="",
+    )
+    code = (
+        "import json; from tokenagent import settings as s; print(json.dumps(["
+        "s.SANDBOX_ENABLED, s.INSTAGRAM_API_URL, s.DATABASES['default']['ENGINE'], "
+        "s.CELERY_BROKER_URL, s.ALLOWED_HOSTS]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=root, env=env, capture_output=True, text=True, check=True
+    )
+    sandbox, api_url, engine, broker, hosts = json.loads(out.stdout.strip().splitlines()[-1])
+    assert sandbox is True
+    assert api_url.endswith("/sandbox")
+    assert engine == "django.db.backends.sqlite3"
+    assert broker == "filesystem://"
+    assert "127.0.0.1" in hosts
