@@ -15,7 +15,8 @@ many times a day and they are served from the cache.
 
 Settings (``tokenagent/settings.py``): ``RATELIMIT_ENABLE``, ``RATELIMIT_LOGIN``,
 ``RATELIMIT_OAUTH_CALLBACK``, ``RATELIMIT_HOOK``, ``RATELIMIT_META_CALLBACKS``
-(django-ratelimit rates such as ``"20/m"``; empty turns that limit off) and
+(django-ratelimit rates such as ``"20/m"`` or ``"100/5m"``; ``off`` turns that
+limit off; anything else stops the process at start) and
 ``RATELIMIT_PROXY_COUNT``: how many trusted proxies append to
 ``X-Forwarded-For`` in front of the app (1 on Heroku, whose router appends the
 address it saw; 0 when clients connect directly, and then the header, which
@@ -29,9 +30,11 @@ from __future__ import annotations
 
 import ipaddress
 import logging
+import re
 from dataclasses import dataclass
 
 from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
 from django_ratelimit.core import get_usage
@@ -82,6 +85,23 @@ def rule_for(path: str) -> Rule | None:
             if path.startswith(prefix):
                 return candidate
     return rule
+
+
+_RATE = re.compile(r"\d+/\d*[smhd]")
+OFF = ("", "off")
+
+
+def rate_of(rule: Rule) -> str | None:
+    """The rule's rate from settings (``"20/m"``, ``"100/5m"``), or None when it is
+    ``off`` (or empty). Raises ImproperlyConfigured for anything else."""
+    rate = str(getattr(settings, rule.setting, "") or "").strip()
+    if rate.lower() in OFF:
+        return None
+    if not _RATE.fullmatch(rate):
+        raise ImproperlyConfigured(
+            f"{rule.setting} must be a rate like 20/m or 100/5m (count/[n]s|m|h|d) or off."
+        )
+    return rate
 
 
 def _masked(address: str) -> str | None:
@@ -148,6 +168,8 @@ class RateLimitMiddleware:
 
     def __init__(self, get_response):
         self.get_response = get_response
+        for rule in RULES:
+            rate_of(rule)  # a typo in a rate stops the process at start, not each request
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         rule = rule_for(request.path_info)
@@ -158,8 +180,8 @@ class RateLimitMiddleware:
         return self.get_response(request)
 
     def _check(self, request: HttpRequest, rule: Rule) -> HttpResponse | None:
-        rate = getattr(settings, rule.setting, "")
-        if not rate:
+        rate = rate_of(rule)
+        if rate is None:
             return None
         try:
             usage = get_usage(

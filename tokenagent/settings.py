@@ -277,8 +277,8 @@ TOKEN_CACHE_MAX_AGE = env.int("TOKEN_CACHE_MAX_AGE", default=3600)
 TOKEN_CACHE_LOCAL_SECONDS = env.float("TOKEN_CACHE_LOCAL_SECONDS", default=1.0)
 
 # --- Abuse limits (accounts/ratelimit.py): per client address, in the default cache --
-# django-ratelimit rates ("20/m" = 20 a minute); empty turns one off. Token URLs
-# are never limited.
+# django-ratelimit rates ("20/m" = 20 a minute, "100/5m"); "off" turns one off.
+# Token URLs are never limited.
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
 RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="20/m")
 RATELIMIT_OAUTH_CALLBACK = env.str("RATELIMIT_OAUTH_CALLBACK", default="20/m")

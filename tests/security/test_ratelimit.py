@@ -144,9 +144,29 @@ def test_token_urls_cost_no_rate_limit_cache_round_trip(client, limits_on, monke
     assert len(calls) == 1
 
 
-def test_an_empty_rate_turns_one_limit_off(client, limits_on, settings):
-    settings.RATELIMIT_LOGIN = ""
+@pytest.mark.parametrize("off", ["off", "OFF", ""])
+def test_off_turns_one_limit_off(client, limits_on, settings, off):
+    settings.RATELIMIT_LOGIN = off
     assert 429 not in {client.get("/login/").status_code for _ in range(10)}
+    for _ in range(4):
+        client.post("/hooks/refresh/")
+    assert client.post("/hooks/refresh/").status_code == 429
+
+
+@pytest.mark.parametrize("typo", ["20", "20/minute", "abc", "0/m/", "-1/m", "20 /m"])
+def test_a_malformed_rate_stops_the_agent_at_start(limits_on, settings, typo):
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.RATELIMIT_HOOK = typo
+    with pytest.raises(ImproperlyConfigured, match="RATELIMIT_HOOK"):
+        ratelimit.RateLimitMiddleware(lambda request: None)
+
+
+@pytest.mark.parametrize("rate", ["20/m", "100/5m", "1/s", "1000/d", "5/2h"])
+def test_well_formed_rates_are_accepted(limits_on, settings, rate):
+    settings.RATELIMIT_HOOK = rate
+    ratelimit.RateLimitMiddleware(lambda request: None)
+    assert ratelimit.rate_of(ratelimit.rule_for("/hooks/refresh/")) == rate
 
 
 def test_ratelimit_enable_false_turns_every_limit_off(client, limits_on, settings):
