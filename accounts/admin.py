@@ -1,5 +1,7 @@
+from django import forms
 from django.contrib import admin
 
+from accounts import cors
 from accounts.models import (
     AccessToken,
     InstagramAccount,
@@ -17,13 +19,38 @@ class AccessTokenInline(admin.StackedInline):
     readonly_fields = fields
 
 
+class InstagramAccountForm(forms.ModelForm):
+    class Meta:
+        model = InstagramAccount
+        fields = (
+            "slug",
+            "username",
+            "name",
+            "account_type",
+            "profile_picture_url",
+            "status",
+            "refresh_frequency",
+            "allowed_domains",
+            "is_default",
+            "user",
+            "connected_by",
+        )
+
+    def clean_allowed_domains(self) -> str:
+        value = self.cleaned_data.get("allowed_domains", "")
+        problems = cors.validate(value)
+        if problems:
+            raise forms.ValidationError(problems)
+        return value
+
+
 @admin.register(InstagramAccount)
 class InstagramAccountAdmin(admin.ModelAdmin):
+    form = InstagramAccountForm
     list_display = ("slug", "username", "status", "is_default", "updated_at")
     list_filter = ("status",)
     search_fields = ("slug", "username", "ig_user_id")
     readonly_fields = ("ig_user_id", "app_scoped_id", "last_error", "last_error_at")
-    exclude = ("refresh_locked_until",)
     inlines = [AccessTokenInline]
 
 
