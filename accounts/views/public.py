@@ -16,9 +16,12 @@ the request itself (a bad ``?const=`` 400, a site outside ``ALLOWED_DOMAINS``
 JavaScript too. ``?callback=`` (JSONP) is not supported and is ignored.
 """
 
+import json
+import logging
 from functools import partial
 
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.views.decorators.csrf import csrf_exempt
 
@@ -30,6 +33,26 @@ JAVASCRIPT = "text/javascript; charset=utf-8"
 PLAIN = "text/plain; charset=utf-8"
 NO_STORE = "no-store"
 _READ_METHODS = ("GET", "HEAD")
+# A cold cache during a database outage: answer 503 + Retry-After, never a 500.
+OUTAGE_DETAIL = "The token agent cannot reach its database right now; try again shortly."
+OUTAGE_RETRY_AFTER = "5"
+
+logger = logging.getLogger(__name__)
+
+
+def _served(slug: str | None) -> dict | None:
+    """The served entry, or None while the database is unreachable (cache miss)."""
+    try:
+        return serving.served_token(slug)
+    except DatabaseError as exc:
+        logger.warning("token endpoint: database unavailable (%s)", type(exc).__name__)
+        return None
+
+
+def _outage(request: HttpRequest, body: str, *, status: int, content_type: str) -> HttpResponse:
+    response = _uncached(request, None, body, status=status, content_type=content_type)
+    response["Retry-After"] = OUTAGE_RETRY_AFTER
+    return response
 
 
 def _add_cors(response: HttpResponse, request: HttpRequest, allow) -> HttpResponse:
@@ -101,7 +124,10 @@ def _serve_data(request: HttpRequest, slug: str | None, variant: str) -> HttpRes
     """The JSON and plain-text variants (errors are JSON for both)."""
     if request.method not in _READ_METHODS:
         return _preflight(request, slug) if request.method == "OPTIONS" else _not_allowed(request)
-    entry = serving.served_token(slug)
+    entry = _served(slug)
+    if entry is None:
+        body = json.dumps({"error": "unavailable", "detail": OUTAGE_DETAIL})
+        return _outage(request, body, status=503, content_type=JSON)
     allow = serving.allow_list(entry)
     state = entry["state"]
     if state == serving.OK:
@@ -155,7 +181,10 @@ def _serve_js(request: HttpRequest, slug: str | None) -> HttpResponse:
             return _uncached(
                 request, None, serving.js_refusal(message), status=400, content_type=JAVASCRIPT
             )
-    entry = serving.served_token(slug)
+    entry = _served(slug)
+    if entry is None:
+        body = serving.js_unusable(name, OUTAGE_DETAIL)
+        return _outage(request, body, status=200, content_type=JAVASCRIPT)
     allow = serving.allow_list(entry)
     if allow.restricted and not _referer_allowed(request, allow):
         message = "this site is not allowed to load the Instagram token (ALLOWED_DOMAINS)."
