@@ -146,7 +146,13 @@ if REDIS_URL:
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": "tokenagent",
-            "OPTIONS": {"ssl_cert_reqs": None} if REDIS_TLS else {},
+            # A Redis that hangs (rather than refusing) must not stall the token
+            # URLs: after this many seconds a cache read is a miss (served from the DB).
+            "OPTIONS": {
+                "socket_connect_timeout": env.float("REDIS_CACHE_TIMEOUT", default=1.0),
+                "socket_timeout": env.float("REDIS_CACHE_TIMEOUT", default=1.0),
+                **({"ssl_cert_reqs": None} if REDIS_TLS else {}),
+            },
         }
     }
     if REDIS_TLS:
