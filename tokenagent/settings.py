@@ -204,9 +204,10 @@ CELERY_BEAT_SCHEDULE = {
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # The refresh engine (accounts/services/refresh.py, accounts/tasks.py).
-# A refresh claims its account for this long; above the HTTP timeouts and the
-# task soft time limit, so a killed worker's claim lapses and the next try runs.
-REFRESH_LOCK_SECONDS = env.int("REFRESH_LOCK_SECONDS", default=150)
+# A refresh claims its account for this long: above the HTTP timeouts and the task's
+# hard time limit (CELERY_TASK_TIME_LIMIT), so no claim lapses while its task may still
+# run, and a killed worker's claim lapses so the next try runs.
+REFRESH_LOCK_SECONDS = env.int("REFRESH_LOCK_SECONDS", default=200)
 # Refresh when a token expires within this window, whatever its frequency says.
 REFRESH_SAFETY_WINDOW_DAYS = env.int("REFRESH_SAFETY_WINDOW_DAYS", default=7)
 # Transient failures: exponential backoff with full jitter, base * 2**n seconds, capped.

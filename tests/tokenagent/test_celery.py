@@ -100,3 +100,14 @@ def test_a_worker_logs_through_the_redacting_configuration(tmp_path):
     for line in ("task logger", "module logger", "celery logger"):
         assert f"{line} access_token=[redacted]" in output, output
     assert "EAAGworkerLogProbeToken" not in output
+
+
+def test_a_refresh_claim_outlives_the_task_that_holds_it():
+    """Two workers never refresh one account at once: the claim on the account lasts
+    longer than a task may run (hard limit) and than Instagram may take to answer."""
+    from django.conf import settings
+
+    assert settings.REFRESH_LOCK_SECONDS > settings.CELERY_TASK_TIME_LIMIT
+    assert settings.REFRESH_LOCK_SECONDS > (
+        settings.INSTAGRAM_CONNECT_TIMEOUT + settings.INSTAGRAM_READ_TIMEOUT
+    )
