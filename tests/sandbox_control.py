@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -118,9 +119,11 @@ def _drain(stream) -> None:
         pass
 
 
-@pytest.fixture
-def sandbox_process():
-    proc, control = start_sandbox_process()
+@contextmanager
+def running_sandbox(env: dict | None = None, shared_cache: bool = False):
+    """``start_sandbox_process`` for the duration of a ``with`` block; yields the
+    SandboxControl and stops the server afterwards (SIGTERM, SIGKILL after 10 s)."""
+    proc, control = start_sandbox_process(env=env, shared_cache=shared_cache)
     try:
         yield control
     finally:
@@ -129,3 +132,9 @@ def sandbox_process():
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture
+def sandbox_process():
+    with running_sandbox() as control:
+        yield control

@@ -23,7 +23,6 @@ web < 150 MB, worker < 200 MB.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import shutil
@@ -34,29 +33,13 @@ import time
 from pathlib import Path
 
 from tests.integration import procfile_stack as stack
+from tests.integration.processes import PrivateRedis, StackError, free_port, wait_for
 
 TARGET_RATE = 1000.0
 TARGET_DURATION = 60.0
 TARGET_P99_MS = 50.0
 TARGET_WEB_MB = 150.0
 TARGET_WORKER_MB = 200.0
-
-SEED = """
-import json, sys
-import django
-django.setup()
-from datetime import timedelta
-from django.utils import timezone
-from accounts.models import InstagramAccount
-from accounts.services.tokens import token_store
-now = timezone.now()
-for n, row in enumerate(json.load(sys.stdin)):
-    account = InstagramAccount.objects.create(
-        slug=row["slug"], username=row["slug"].replace("-", "_"),
-        ig_user_id=f"1784150000{n:07d}", is_default=(n == 0))
-    token_store(account=account, access_token=row["token"], issued_at=now - timedelta(hours=1),
-                expires_at=now + timedelta(days=58), permissions=["instagram_business_basic"])
-"""
 
 
 def _mb(kb: int) -> float:
@@ -130,10 +113,10 @@ def main() -> int:
     redis = pg = sandbox = web = worker = None
     started = time.monotonic()
     try:
-        redis = stack.PrivateRedis(workdir).start()
+        redis = PrivateRedis(workdir).start()
         pg = stack.PrivatePostgres().start()
         sandbox = stack.Sandbox(workdir)
-        port = stack.free_port()
+        port = free_port()
         var_dir = workdir / "var"
         var_dir.mkdir()
         env = stack.agent_env(
@@ -148,20 +131,18 @@ def main() -> int:
         )
         stack.django_run(env, "manage.py", "migrate", "--noinput", "-v", "0")
         slugs = [f"load-{i}" for i in range(1, args.accounts + 1)]
-        rows = [{"slug": s, "token": sandbox.mint(s.replace("-", "_"))} for s in slugs]
-        stack.django_run(env, "-c", SEED, stdin=json.dumps(rows))
+        tokens = {s: sandbox.mint(s.replace("-", "_")) for s in slugs}
+        stack.seed_accounts(env, tokens, ig_user_id_prefix="1784150000")
         web = stack.procfile_process("web", env, logdir).start()
         worker = stack.procfile_process("worker", env, logdir).start()
-        stack.wait_for(
-            lambda: stack.web_answers(port, "/token.json"), timeout=90, what="the web process"
-        )
+        wait_for(lambda: stack.web_answers(port, "/token.json"), timeout=90, what="the web process")
         paths = ["/token.json"] + [
             f"/token/{s}{suffix}" for s in slugs for suffix in (".json", ".js", "")
         ]
         for path in paths:
             status, _ = stack.http_get(port, path)
             if status != 200:
-                raise stack.StackError(f"{path} answered {status} before the run")
+                raise StackError(f"{path} answered {status} before the run")
 
         procfile = stack.procfile_lines()
         print(f"bench/load on {os.cpu_count()} CPUs, load average {_load_average()}")

@@ -29,15 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.refresh_harness import (  # noqa: E402
-    AgentProcess,
-    RedisServer,
-    agent_env,
-    free_port,
-    wait_for,
-    worker_process,
-)
-from tests.sandbox_control import SandboxControl  # noqa: E402
+from tests.integration.processes import PrivateRedis, process_tree, wait_for  # noqa: E402
+from tests.integration.procfile_stack import Sandbox  # noqa: E402
+from tests.integration.refresh_harness import agent_env, worker_process  # noqa: E402
 
 # Throwaway keys for a throwaway database; the sandbox signs its tokens with the
 # first, so the benchmark can mint 10,000 valid ones without 10,000 round trips.
@@ -47,21 +41,8 @@ SECRET_KEY = "bench-refresh-fanout-secret-key-0123456789abcdefghijklmnopqrstuvwx
 
 def process_tree_rss_kb(root_pid: int) -> int:
     """VmRSS of ``root_pid`` and all its descendants, in kB, from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        children.setdefault(ppid, []).append(int(entry))
-    total, stack = 0, [root_pid]
-    while stack:
-        pid = stack.pop()
-        stack.extend(children.get(pid, []))
+    total = 0
+    for pid in process_tree(root_pid):
         try:
             with open(f"/proc/{pid}/status") as f:
                 for line in f:
@@ -144,16 +125,6 @@ def seed(count: int) -> None:
     )
 
 
-def _answers(sandbox: SandboxControl) -> bool:
-    import requests
-
-    try:
-        sandbox.calls()
-    except requests.RequestException:
-        return False
-    return True
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--accounts", type=int, default=10_000)
@@ -172,25 +143,16 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="bench-refresh-"))
     var_dir = workdir / "var"
     var_dir.mkdir()
-    redis = RedisServer(workdir).start()
-    ig_port = free_port()
-    sandbox_env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "DJANGO_SETTINGS_MODULE": "tokenagent.settings",
-        "SECRET_KEY": SECRET_KEY,
-        "SANDBOX_SIGNING_KEY": SANDBOX_SIGNING_KEY,
-        "TOKENAGENT_VAR_DIR": str(workdir / "sandbox-var"),
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
-    instagram = AgentProcess(
-        "sandbox",
-        [sys.executable, "manage.py", "sandbox_server", "--port", str(ig_port)],
-        sandbox_env,
+    redis = PrivateRedis(workdir, start_timeout=10).start()
+    instagram = Sandbox(
         workdir,
-    ).start()
-    sandbox = SandboxControl(f"http://127.0.0.1:{ig_port}/sandbox")
-    wait_for(lambda: _answers(sandbox), timeout=30, what="the sandbox Instagram")
+        start_timeout=30,
+        DJANGO_SETTINGS_MODULE="tokenagent.settings",
+        SECRET_KEY=SECRET_KEY,
+        SANDBOX_SIGNING_KEY=SANDBOX_SIGNING_KEY,
+        LOG_LEVEL="WARNING",
+    )
+    sandbox = instagram.control
     sandbox.delay("refresh", args.delay)
     env = agent_env(
         database_url=args.database_url,
@@ -287,7 +249,7 @@ def main() -> int:
     finally:
         if worker is not None:
             worker.stop()
-        instagram.stop()
+        instagram.close()
         redis.stop()
 
 

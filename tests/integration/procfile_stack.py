@@ -1,8 +1,9 @@
 """The agent as Heroku runs it, on services of its own, for the fault drills
 (tests/integration/test_fault_drills.py) and the load benchmark (bench/load).
 
-- a private ``redis-server`` and a private PostgreSQL cluster (initdb + pg_ctl in
-  a temporary directory) on free ports, so stopping or restarting them never
+- a private ``redis-server`` (tests/integration/processes.py, with the rest of the
+  process plumbing) and a private PostgreSQL cluster (initdb + pg_ctl in a
+  temporary directory) on free ports, so stopping or restarting them never
   disturbs the machine's shared services;
 - the Procfile's ``web`` and ``worker`` lines run exactly as written, through
   ``bash -c`` with ``$PORT`` and ``WEB_CONCURRENCY`` like a dyno, each in its own
@@ -18,47 +19,28 @@ from __future__ import annotations
 
 import glob
 import http.client
+import json
 import os
 import pwd
 import shutil
-import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
-HOST = "127.0.0.1"
-
-
-class StackError(RuntimeError):
-    """A service could not be started (the message says which and why)."""
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind((HOST, 0))
-        return s.getsockname()[1]
-
-
-def wait_for(
-    predicate: Callable[[], Any], *, timeout: float, interval: float = 0.2, what: str = ""
-) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise StackError(f"timed out after {timeout:.0f} s waiting for {what or predicate}")
-        time.sleep(interval)
+from tests.integration.processes import (
+    BIN,
+    HOST,
+    ROOT,
+    Process,
+    StackError,
+    free_port,
+    session_pids,
+    tail,
+    wait_for,
+)
 
 
 def procfile_lines(path: Path = ROOT / "Procfile") -> dict[str, str]:
@@ -70,109 +52,7 @@ def procfile_lines(path: Path = ROOT / "Procfile") -> dict[str, str]:
     return lines
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-# --- Processes ----------------------------------------------------------------------------
-
-
-class Process:
-    """A command in its own session/process group, logging to a file."""
-
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
-        self.name, self.argv, self.env, self.logdir = name, argv, env, logdir
-        self.proc: subprocess.Popen | None = None
-        self.starts = 0
-
-    @property
-    def log_path(self) -> Path:
-        return self.logdir / f"{self.name}-{self.starts}.log"
-
-    def start(self) -> Process:
-        self.starts += 1
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                self.argv,
-                env=self.env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        return self
-
-    @property
-    def pid(self) -> int | None:
-        return self.proc.pid if self.proc else None
-
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def signal_group(self, sig: int) -> None:
-        if self.proc is not None:
-            try:
-                os.killpg(self.proc.pid, sig)
-            except ProcessLookupError:
-                pass
-
-    def kill(self) -> None:
-        """SIGKILL the whole group: no shutdown handler runs, as when a dyno crashes."""
-        if self.proc is None:
-            return
-        self.signal_group(signal.SIGKILL)
-        self.proc.wait(15)
-        # Children re-parented to init may outlive the leader for a moment.
-        wait_for(lambda: not session_pids(self.proc.pid), timeout=15, what=f"{self.name} to die")
-        self.proc = None
-
-    def stop(self, timeout: float = 25) -> None:
-        if self.proc is None:
-            return
-        self.signal_group(signal.SIGTERM)
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            pass
-        self.kill()
-
-    def tail(self) -> str:
-        return _tail(self.log_path)
-
-    def errors(self, lines: int = 8, width: int = 600) -> str:
-        """The log's error lines and tracebacks, without the access log around them."""
-        try:
-            text = self.log_path.read_text(errors="replace")
-        except OSError:
-            return "(no log)"
-        keep = [
-            line
-            for line in text.splitlines()
-            if " ERROR " in line
-            or " CRITICAL " in line
-            or "Traceback" in line
-            or line.startswith(("  ", "\t"))
-            or "Error:" in line
-        ]
-        return "\n".join(line[:width] for line in keep[-lines:])
-
-
-def session_pids(sid: int) -> list[int]:
-    """Every live process whose session id is ``sid`` (a Process and its children)."""
-    pids = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            text = Path(stat).read_text()
-        except OSError:
-            continue
-        fields = text[text.rindex(")") + 2 :].split()
-        # fields: state ppid pgrp session ...
-        if fields[0] != "Z" and int(fields[3]) == sid:
-            pids.append(int(stat.split("/")[2]))
-    return pids
+# --- Memory -------------------------------------------------------------------------------
 
 
 def memory_kb(sid: int) -> tuple[int, int]:
@@ -222,53 +102,6 @@ class MemorySampler:
 # --- Private services ---------------------------------------------------------------------
 
 
-class PrivateRedis:
-    """redis-server on a free loopback port, no persistence; stop/start keep the port."""
-
-    def __init__(self, workdir: Path) -> None:
-        self.workdir = workdir
-        self.port = free_port()
-        self.process = Process(
-            "redis",
-            [
-                shutil.which("redis-server") or "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                HOST,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            {"PATH": os.environ.get("PATH", "")},
-            workdir,
-        )
-
-    @property
-    def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
-
-    def ping(self) -> bool:
-        import redis
-
-        try:
-            return bool(redis.Redis(host=HOST, port=self.port, socket_timeout=0.5).ping())
-        except (redis.RedisError, OSError):
-            return False
-
-    def start(self) -> PrivateRedis:
-        self.process.start()
-        wait_for(self.ping, timeout=15, what="redis-server")
-        return self
-
-    def stop(self) -> None:
-        """Gone at once, as when the Redis host dies (no clean client disconnect)."""
-        self.process.kill()
-
-
 def postgres_bindir() -> str | None:
     """The server's own bin directory (symlinks such as /usr/local/bin/initdb resolved)."""
     for candidate in sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"), reverse=True):
@@ -305,7 +138,7 @@ class PrivatePostgres:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         if done.returncode:
-            raise StackError(f"{argv[0]} failed: {done.stdout}\n{done.stderr}\n{_tail(self.log)}")
+            raise StackError(f"{argv[0]} failed: {done.stdout}\n{done.stderr}\n{tail(self.log)}")
 
     def start(self) -> PrivatePostgres:
         self.log.touch()
@@ -426,6 +259,35 @@ def django_run(
     return done.stdout
 
 
+SEED_ACCOUNTS = """
+import json, sys
+import django
+django.setup()
+from datetime import timedelta
+from django.utils import timezone
+from accounts.models import InstagramAccount
+from accounts.services.tokens import token_store
+now = timezone.now()
+seed = json.load(sys.stdin)
+for n, row in enumerate(seed["rows"]):
+    account = InstagramAccount.objects.create(
+        slug=row["slug"], username=row["slug"].replace("-", "_"),
+        ig_user_id=f"{seed['ig_user_id_prefix']}{n:07d}", is_default=(n == 0))
+    # Issued an hour ago as far as the agent knows: not due until made due.
+    token_store(account=account, access_token=row["token"], issued_at=now - timedelta(hours=1),
+                expires_at=now + timedelta(days=58), permissions=["instagram_business_basic"])
+print(InstagramAccount.objects.count())
+"""
+
+
+def seed_accounts(env: dict[str, str], tokens: dict[str, str], *, ig_user_id_prefix: str) -> str:
+    """One account per ``slug: token`` (the first is the default), each token issued
+    an hour ago and valid 58 more days; ``ig_user_id`` is the prefix and a counter."""
+    rows = [{"slug": slug, "token": token} for slug, token in tokens.items()]
+    seed = {"ig_user_id_prefix": ig_user_id_prefix, "rows": rows}
+    return django_run(env, "-c", SEED_ACCOUNTS, stdin=json.dumps(seed))
+
+
 def http_get(port: int, path: str, timeout: float = 5, headers: dict | None = None):
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
@@ -451,9 +313,10 @@ class Sandbox:
     """The standalone sandbox Instagram (``manage.py sandbox_server``, state in its
     own memory) and its control API (accounts/sandbox/README.md), reduced to what
     the drills and the load benchmark need. Logs to a file, so a long run never
-    blocks on a full pipe."""
+    blocks on a full pipe. ``env`` adds to or overrides its environment (another
+    settings module, a signing key)."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, *, start_timeout: float = 60, **env: str) -> None:
         from tests.sandbox_control import SandboxControl
 
         self.port = free_port()
@@ -464,6 +327,7 @@ class Sandbox:
             "PYTHONUNBUFFERED": "1",
             "DJANGO_SETTINGS_MODULE": "tests.settings",
             "TOKENAGENT_VAR_DIR": str(workdir / "sandbox-var"),
+            **env,
         }
         self.process = Process(
             "sandbox",
@@ -480,7 +344,7 @@ class Sandbox:
             workdir,
         ).start()
         self.control = SandboxControl(f"http://{HOST}:{self.port}/sandbox")
-        wait_for(self._up, timeout=60, what="the sandbox server")
+        wait_for(self._up, timeout=start_timeout, what="the sandbox server")
 
     def _up(self) -> bool:
         if not self.process.running():

@@ -36,6 +36,7 @@ from pathlib import Path
 import pytest
 
 from tests.integration import procfile_stack as stack
+from tests.integration.processes import HOST, PrivateRedis, StackError, free_port, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -70,25 +71,6 @@ def _in_ci() -> bool:
 
 
 # --- The drill ------------------------------------------------------------------------------------
-
-SEED = """
-import json, sys
-import django
-django.setup()
-from datetime import timedelta
-from django.utils import timezone
-from accounts.models import InstagramAccount
-from accounts.services.tokens import token_store
-now = timezone.now()
-for n, row in enumerate(json.load(sys.stdin)):
-    account = InstagramAccount.objects.create(
-        slug=row["slug"], username=row["slug"].replace("-", "_"),
-        ig_user_id=f"1784140000{n:07d}", is_default=(n == 0))
-    # Issued an hour ago as far as the agent knows: not due until a drill says so.
-    token_store(account=account, access_token=row["token"], issued_at=now - timedelta(hours=1),
-                expires_at=now + timedelta(days=58), permissions=["instagram_business_basic"])
-print(InstagramAccount.objects.count())
-"""
 
 STORED = """
 import hashlib, json
@@ -164,10 +146,10 @@ class Drill:
         self.workdir = workdir
         self.logdir = workdir / "logs"
         self.logdir.mkdir()
-        self.redis = stack.PrivateRedis(workdir).start()
+        self.redis = PrivateRedis(workdir).start()
         self.pg = stack.PrivatePostgres().start()
         self.instagram = stack.Sandbox(workdir)
-        self.web_port = stack.free_port()
+        self.web_port = free_port()
         var_dir = workdir / "var"
         var_dir.mkdir()
         self.env = stack.agent_env(
@@ -190,17 +172,17 @@ class Drill:
         self.slugs = {"steady": [f"steady-{i}" for i in range(1, STEADY + 1)]}
         for batch in BATCHES:
             self.slugs[batch] = [f"{batch}-{i}" for i in range(1, PER_BATCH + 1)]
-        rows = [
-            {"slug": slug, "token": self.instagram.mint(slug.replace("-", "_"))}
+        tokens = {
+            slug: self.instagram.mint(slug.replace("-", "_"))
             for slugs in self.slugs.values()
             for slug in slugs
-        ]
-        stack.django_run(self.env, "-c", SEED, stdin=json.dumps(rows))
+        }
+        stack.seed_accounts(self.env, tokens, ig_user_id_prefix="1784140000")
         self.initial = self.stored()
         self.ran: set[str] = set()
         self.web = stack.procfile_process("web", self.env, self.logdir).start()
         self.worker = stack.procfile_process("worker", self.env, self.logdir).start()
-        stack.wait_for(self._web_up, timeout=60, what="the web process")
+        wait_for(self._web_up, timeout=60, what="the web process")
         self.monitor = Monitor(self.pg)
         self.monitor.start()
         paths = ["/token.json"]
@@ -214,7 +196,7 @@ class Drill:
 
     def _web_up(self) -> bool:
         if not self.web.running():
-            raise stack.StackError(f"web exited:\n{self.web.tail()}")
+            raise StackError(f"web exited:\n{self.web.tail()}")
         return stack.web_answers(self.web_port, "/token.json")
 
     def stored(self) -> dict:
@@ -243,7 +225,7 @@ class Drill:
         """Delete the batch's served entries from Redis (Django's cache keys)."""
         import redis
 
-        client = redis.Redis(host=stack.HOST, port=self.redis.port)
+        client = redis.Redis(host=HOST, port=self.redis.port)
         keys = list(client.scan_iter(match=f"*token:slug:{batch}-*"))
         return client.delete(*keys) if keys else 0
 
@@ -256,7 +238,7 @@ class Drill:
 
     def wait_refreshed(self, batch: str) -> float:
         started = time.monotonic()
-        stack.wait_for(
+        wait_for(
             lambda: self.refreshed(batch),
             timeout=RECOVERY_TIMEOUT,
             interval=0.5,
@@ -265,7 +247,7 @@ class Drill:
         return time.monotonic() - started
 
     def wait_refresh_in_flight(self, calls_before: int) -> None:
-        stack.wait_for(
+        wait_for(
             lambda: self.instagram.refresh_calls() > calls_before,
             timeout=30,
             interval=0.1,
@@ -292,7 +274,7 @@ class Drill:
             except Exception as exc:  # noqa: BLE001 (tear everything down regardless)
                 failures.append(f"{step.__qualname__}: {exc}")
         if failures:
-            raise stack.StackError("teardown failed: " + "; ".join(failures))
+            raise StackError("teardown failed: " + "; ".join(failures))
 
 
 @pytest.fixture(scope="module")
@@ -393,7 +375,7 @@ def test_c_instagram_fails_every_call_for_a_while(drill):
     drill.load.phase = "c"
     drill.instagram.fail_everything(True)
     drill.make_due("c")
-    stack.wait_for(
+    wait_for(
         lambda: drill.instagram.refresh_calls() >= calls + PER_BATCH,
         timeout=30,
         what="failing refresh calls",

@@ -29,16 +29,19 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import pytest
 import requests
+
+from tests.integration import processes
+from tests.integration.processes import BIN, ROOT, free_port, signal_group
 
 pytestmark = [
     pytest.mark.slow,
@@ -48,8 +51,6 @@ pytestmark = [
     pytest.mark.timeout(600),
 ]
 
-ROOT = Path(__file__).resolve().parents[2]
-BIN = Path(sys.executable).parent
 OWNER = "acme_bakery"
 IMPORTED = "acme_studio"  # Token Agent's STARTING_TOKEN, imported by the release phase
 HEROKU_KILL_WAIT = 30  # seconds from SIGTERM to SIGKILL on a dyno
@@ -61,28 +62,9 @@ HONCHO = (
 )
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(predicate, *, timeout: float, what: str, interval: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}")
-        time.sleep(interval)
-
-
-def tail(path: Path, lines: int = 60) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no output)"
+# This test polls a little less often, and shows longer log tails, than the defaults.
+wait_for = partial(processes.wait_for, interval=0.3)
+tail = partial(processes.tail, lines=60)
 
 
 # --- Add-ons --------------------------------------------------------------------------------
@@ -156,17 +138,10 @@ def heroku_redis(tmp_path):
 
 @pytest.fixture
 def sandbox():
-    from tests.sandbox_control import start_sandbox_process
+    from tests.sandbox_control import running_sandbox
 
-    proc, control = start_sandbox_process(env={"DJANGO_SETTINGS_MODULE": "tests.settings"})
-    try:
+    with running_sandbox(env={"DJANGO_SETTINGS_MODULE": "tests.settings"}) as control:
         yield control
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 # --- The dyno --------------------------------------------------------------------------------
@@ -225,7 +200,7 @@ class Dyno:
     def kill_leftovers(self) -> None:
         for proc in self.procs:
             if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
+                signal_group(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
             proc.log_file.close()
         for pid in self.pids():

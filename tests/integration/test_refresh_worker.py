@@ -22,14 +22,11 @@ from django.db import connection
 
 from accounts.models import AccessToken, InstagramAccount, RefreshAttempt, RefresherHeartbeat
 from tests.factories import make_account
+from tests.integration.processes import PrivateRedis, child_pids, free_port, wait_for
 from tests.integration.refresh_harness import (
     AlertReceiver,
-    RedisServer,
     agent_env,
-    child_pids,
     database_url,
-    free_port,
-    wait_for,
     web_process,
     worker_process,
 )
@@ -56,7 +53,7 @@ def pg_url():
 def own_redis(tmp_path):
     if not shutil.which("redis-server"):
         pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path).start()
+    server = PrivateRedis(tmp_path, start_timeout=10).start()
     yield server
     server.stop()
 

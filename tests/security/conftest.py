@@ -2,21 +2,17 @@
 clock, and helpers that check an answer is neither a 500 nor a reflection."""
 
 import types
-import uuid
 
 import pytest
+
+from tests.security import hostile
 
 
 @pytest.fixture
 def private_cache(settings):
     """An empty in-memory cache of this test's own (served token copies and rate
     counters would otherwise leak between tests)."""
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"security-tests-{uuid.uuid4()}",
-        }
-    }
+    settings.CACHES = hostile.private_caches("security-tests")
 
 
 class Clock:

@@ -4,7 +4,32 @@ reflection, no header injection)."""
 
 from __future__ import annotations
 
+import uuid
+
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+
+def fuzz(max_examples: int) -> settings:
+    """Hypothesis settings of the hostile-input suites: no deadline (a request can
+    take a while), function-scoped fixtures shared across examples on purpose."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+
+
+def private_caches(prefix: str) -> dict:
+    """A CACHES setting: an empty in-memory cache of this test's own (served token
+    copies and rate counters would otherwise leak between tests)."""
+    return {
+        "default": {
+            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
+            "LOCATION": f"{prefix}-{uuid.uuid4()}",
+        }
+    }
+
 
 # Payloads a scanner or an attacker actually sends, mixed into generated text.
 PAYLOADS = [

@@ -5,7 +5,7 @@ WEBHOOK_SECRET; no answer is a 500 or reflects its input."""
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from accounts.views import refresh as refresh_views
@@ -13,11 +13,7 @@ from tests.factories import make_account
 from tests.security import hostile
 
 SECRET = "hook-secret-for-security-tests-0123456789"
-FUZZ = settings(
-    max_examples=150,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = hostile.fuzz(max_examples=150)
 
 pytestmark = pytest.mark.django_db
 

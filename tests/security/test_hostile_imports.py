@@ -7,14 +7,13 @@ import io
 import json
 import os
 import tempfile
-import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
 from django.core.management import CommandError, call_command
 from django.test import override_settings
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from accounts.models import InstagramAccount
@@ -22,11 +21,7 @@ from tests import instagram_fakes as fakes
 from tests.security import hostile
 
 GOOD = "IGAAvalidImportedToken0000000001"
-FUZZ = settings(
-    max_examples=80,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = hostile.fuzz(max_examples=80)
 
 pytestmark = pytest.mark.django_db
 
@@ -38,12 +33,7 @@ def instagram_settings(settings):
     settings.INSTAGRAM_API_URL = fakes.API
     settings.INSTAGRAM_GRAPH_URL = fakes.GRAPH
     settings.INSTAGRAM_GRAPH_VERSION = fakes.VERSION
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"hostile-imports-{uuid.uuid4()}",
-        }
-    }
+    settings.CACHES = hostile.private_caches("hostile-imports")
 
 
 def _me(request):

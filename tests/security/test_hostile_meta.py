@@ -8,12 +8,11 @@ import base64
 import hashlib
 import hmac
 import json
-import uuid
 from urllib.parse import quote
 
 import pytest
 from django.test import Client
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from accounts.models import DataDeletionRequest, InstagramAccount
@@ -22,11 +21,7 @@ from tests.security import hostile
 
 SECRET = "meta-app-secret-for-security-tests"
 CALLBACKS = ["/instagram/deauthorize/", "/instagram/data-deletion/"]
-FUZZ = settings(
-    max_examples=80,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = hostile.fuzz(max_examples=80)
 
 pytestmark = pytest.mark.django_db
 
@@ -35,12 +30,7 @@ pytestmark = pytest.mark.django_db
 def meta_settings(settings):
     settings.INSTAGRAM_APP_ID = "1234567890123456"
     settings.INSTAGRAM_APP_SECRET = SECRET
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"hostile-meta-{uuid.uuid4()}",
-        }
-    }
+    settings.CACHES = hostile.private_caches("hostile-meta")
 
 
 @pytest.fixture

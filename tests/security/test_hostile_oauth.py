@@ -5,14 +5,13 @@ unescaped, no redirect leaves the site (except to Instagram's authorize page),
 and nothing is stored or exchanged without this browser's own unused state."""
 
 import re
-import uuid
 from urllib.parse import parse_qs, quote, urlsplit
 
 import pytest
 import responses
 from django.test import Client
 from django.utils.http import url_has_allowed_host_and_scheme
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from accounts.models import InstagramAccount, OAuthState
@@ -23,11 +22,7 @@ from tests.security import hostile
 OWNER = "acme_bakery"
 CALLBACK = "/oauth/instagram/callback/"
 AUTHORIZE = "https://www.instagram.com/oauth/authorize"
-FUZZ = settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = hostile.fuzz(max_examples=60)
 OPEN_REDIRECTS = [
     "https://evil.example/",
     "//evil.example/",
@@ -55,12 +50,7 @@ def real_instagram_settings(settings):
     settings.INSTAGRAM_GRAPH_VERSION = fakes.VERSION
     settings.SANDBOX_ENABLED = False
     settings.OWNER_INSTAGRAM_USERNAMES = [OWNER]
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"hostile-oauth-{uuid.uuid4()}",
-        }
-    }
+    settings.CACHES = hostile.private_caches("hostile-oauth")
 
 
 def _start(client, **params) -> str:

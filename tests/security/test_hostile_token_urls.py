@@ -6,7 +6,7 @@ from urllib.parse import quote
 
 import pytest
 from django.test import Client, override_settings
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from accounts.models import InstagramAccount
@@ -25,11 +25,7 @@ TOKEN_URLS = [
 # What a token URL may answer: served, not modified, refused (bad ?const=, not an
 # allowed site), unknown, wrong method, or 503 for an account whose token is unusable.
 TOKEN_STATUSES = {200, 304, 400, 403, 404, 405, 503}
-FUZZ = settings(
-    max_examples=120,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+FUZZ = hostile.fuzz(max_examples=120)
 
 pytestmark = pytest.mark.django_db
 
