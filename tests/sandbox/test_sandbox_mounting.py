@@ -6,8 +6,6 @@ with no database.
 Settings are read at import, so each case runs in a fresh interpreter with a
 controlled environment (nothing inherited from the test run, and no .env)."""
 
-import json
-import os
 import re
 import subprocess
 import sys
@@ -16,6 +14,8 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
+
+from tests.child_python import child_env, json_result, run_python
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -73,27 +73,11 @@ NO_DATABASE = "postgres://nobody:nothing@127.0.0.1:9/no_such_database"
 
 
 def clean_env(tmp_path, **environment):
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(BASE_DIR),
-        "DJANGO_SETTINGS_MODULE": "tokenagent.settings",
-        "TOKENAGENT_VAR_DIR": str(tmp_path / "var"),
-        **environment,
-    }
+    return child_env(tmp_path / "var", **environment)
 
 
 def probe(tmp_path, **environment):
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, *SANDBOX_PATHS],
-        env=clean_env(tmp_path, **environment),
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return json_result(run_python(PROBE, *SANDBOX_PATHS, env=clean_env(tmp_path, **environment)))
 
 
 # --- mounted in the agent --------------------------------------------------------------------

@@ -9,7 +9,6 @@ integers with known dyno sizes. Heroku only reads the file when an app is create
 so a mistake here shows up first in a stranger's failed deploy."""
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -20,6 +19,8 @@ from urllib.parse import urlsplit
 import jsonschema
 import pytest
 from django.urls import Resolver404, resolve
+
+from tests.child_python import child_env, json_result, run_python
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 APP_JSON = json.loads((BASE_DIR / "app.json").read_text())
@@ -306,25 +307,8 @@ BASE_ENV = {
 
 
 def load_settings(tmp_path, names, **environment) -> dict:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(BASE_DIR),
-        "DJANGO_SETTINGS_MODULE": "tokenagent.settings",
-        "TOKENAGENT_VAR_DIR": str(tmp_path / "var"),
-        **BASE_ENV,
-        **environment,
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, *names],
-        env=env,
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    env = child_env(tmp_path / "var", **{**BASE_ENV, **environment})
+    return json_result(run_python(PROBE, *names, env=env))
 
 
 # Settings whose module attribute is named differently from the variable.

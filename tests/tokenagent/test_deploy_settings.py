@@ -5,11 +5,9 @@ the environment a dyno (or Heroku's build) would have, and nothing from the test
 run or a developer's .env."""
 
 import json
-import os
 import shutil
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 from datetime import timedelta
@@ -17,6 +15,8 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+
+from tests.child_python import NO_DOTENV, child_env, json_result, run_python
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -36,31 +36,18 @@ PRODUCTION = {
     "PORT": "5000",
 }
 
-# Switches off the settings module's .env reading in the child.
-NO_DOTENV = "import environ\nenviron.Env.read_env = classmethod(lambda cls, *a, **kw: None)\n"
+
+def deploy_env(tmp_path, **environment) -> dict:
+    defaults = {"HOME": str(tmp_path), "STATIC_ROOT": str(tmp_path / "static")}
+    return child_env(tmp_path / "var", **{**defaults, **environment})
 
 
-def child_env(tmp_path, **environment) -> dict:
-    return {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "HOME": str(tmp_path),
-        "PYTHONPATH": str(BASE_DIR),
-        "DJANGO_SETTINGS_MODULE": "tokenagent.settings",
-        "TOKENAGENT_VAR_DIR": str(tmp_path / "var"),
-        "STATIC_ROOT": str(tmp_path / "static"),
-        **environment,
-    }
-
-
-def run_python(tmp_path, code: str, *args, **environment) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-c", NO_DOTENV + textwrap.dedent(code), *args],
-        env=child_env(tmp_path, **environment),
-        cwd=BASE_DIR,
-        capture_output=True,
-        text=True,
+def run_in_child(tmp_path, code: str, *args, **environment) -> subprocess.CompletedProcess:
+    return run_python(
+        NO_DOTENV + textwrap.dedent(code),
+        *args,
+        env=deploy_env(tmp_path, **environment),
         timeout=120,
-        check=False,
     )
 
 
@@ -70,7 +57,7 @@ def manage(tmp_path, *args, **environment) -> subprocess.CompletedProcess:
     from django.core.management import execute_from_command_line
     execute_from_command_line(["manage.py", *sys.argv[1:]])
     """
-    return run_python(tmp_path, code, *args, **environment)
+    return run_in_child(tmp_path, code, *args, **environment)
 
 
 def load(tmp_path, *names, **environment) -> dict:
@@ -79,9 +66,8 @@ def load(tmp_path, *names, **environment) -> dict:
     import tokenagent.settings as s
     print(json.dumps({n: getattr(s, n, "<unset>") for n in sys.argv[1:]}, default=str))
     """
-    result = run_python(tmp_path, code, *names, **environment)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    result = run_in_child(tmp_path, code, *names, **environment)
+    return json_result(result)
 
 
 # --- manage.py check --deploy -----------------------------------------------------------
@@ -169,9 +155,8 @@ def requests_in_production(tmp_path, static_root, specs, **environment) -> dict:
         **environment,
     }
     environment = {k: v for k, v in environment.items() if v != ""}
-    result = run_python(tmp_path, CLIENT, json.dumps(specs), **environment)
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    result = run_in_child(tmp_path, CLIENT, json.dumps(specs), **environment)
+    return json_result(result)
 
 
 HTTPS = {"HTTP_X_FORWARDED_PROTO": "https"}
@@ -314,9 +299,8 @@ def test_whitenoise_serves_hashed_static_files_with_debug_off(tmp_path):
     """
     environment = {**PRODUCTION}
     del environment["REDIS_URL"], environment["DATABASE_URL"]
-    result = run_python(tmp_path, code, hashed, **environment)
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    result = run_in_child(tmp_path, code, hashed, **environment)
+    out = json_result(result)
     assert out["status"] == 200
     assert out["encoding"] == "gzip"
     assert "immutable" in out["cache"]
@@ -396,9 +380,8 @@ def test_rediss_url_works_for_the_cache_and_the_celery_broker(tmp_path, tls_redi
     """
     environment = {**PRODUCTION, "REDIS_URL": tls_redis}
     del environment["DATABASE_URL"]
-    result = run_python(tmp_path, code, **environment)
-    assert result.returncode == 0, result.stderr
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    result = run_in_child(tmp_path, code, **environment)
+    out = json_result(result)
     assert out == {"cache": "cached over TLS", "broker": {"hello": "broker over TLS"}}
 
 
@@ -521,7 +504,7 @@ def test_logs_go_to_stdout_one_line_per_event_without_tokens(tmp_path):
     """
     environment = {**PRODUCTION}
     del environment["REDIS_URL"], environment["DATABASE_URL"]
-    result = run_python(tmp_path, code, **environment)
+    result = run_in_child(tmp_path, code, **environment)
     assert result.returncode == 0, result.stderr
     assert TOKEN not in result.stdout + result.stderr
     lines = result.stdout.splitlines()
@@ -543,7 +526,7 @@ def test_logs_under_debug_keep_tracebacks_readable_but_still_redact(tmp_path):
     except RuntimeError:
         logging.getLogger("accounts").exception("failed")
     """
-    result = run_python(tmp_path, code, DEBUG="True", SECRET_KEY=PRODUCTION["SECRET_KEY"])
+    result = run_in_child(tmp_path, code, DEBUG="True", SECRET_KEY=PRODUCTION["SECRET_KEY"])
     assert result.returncode == 0, result.stderr
     assert TOKEN not in result.stdout
     assert "Traceback (most recent call last):\n" in result.stdout

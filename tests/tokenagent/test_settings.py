@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.child_python import child_env, json_result, run_python
+
 BASE_DIR = Path(__file__).resolve().parents[2]
 
 # Imported in the child. A developer's .env must not leak into these cases, so the
@@ -42,24 +44,8 @@ print(json.dumps(out, default=str))
 def load(tmp_path, *names, cwd=None, var_dir=None, **environment):
     """Import tokenagent.settings with exactly ``environment`` (plus PATH and the var
     dir) and return the named settings, or {"__error__": ...} if the import raised."""
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(BASE_DIR),
-        "DJANGO_SETTINGS_MODULE": "tokenagent.settings",
-        "TOKENAGENT_VAR_DIR": str(var_dir if var_dir is not None else tmp_path / "var"),
-        **environment,
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE, *names],
-        env=env,
-        cwd=cwd or BASE_DIR,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    env = child_env(var_dir if var_dir is not None else tmp_path / "var", **environment)
+    return json_result(run_python(PROBE, *names, env=env, cwd=cwd or BASE_DIR))
 
 
 PROD = {"SECRET_KEY": "a-real-production-secret-key-0123456789-abcdefghijklmnop"}
@@ -324,10 +310,6 @@ def test_debug_off_defaults_are_production_safe(tmp_path):
 
 def test_blank_values_in_env_file_mean_defaults(tmp_path):
     """`cp .env.example .env` must leave a working sandbox setup: blank lines are unset."""
-    import json
-    import os
-    import subprocess
-    import sys
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[2]
