@@ -1,10 +1,11 @@
 """gunicorn's own logs, redacted and one line per event (``--logger-class``).
 
-gunicorn writes its access and error logs itself, outside Django's LOGGING. Its
-access log prints each request line, and the OAuth callback's request line
-carries the one-hour authorization ``code`` (Heroku's buildpack turns the access
-log on with ``GUNICORN_CMD_ARGS=--access-logfile -``). This logger puts the same
-redacting filter and one-line formatting on both.
+gunicorn writes its access and error logs itself, outside Django's LOGGING. The
+Procfile leaves the access log off (Heroku's router logs each request, and
+``app.json`` keeps the buildpack's ``GUNICORN_CMD_ARGS=--access-logfile -`` out),
+but whoever turns it on gets request lines, and the OAuth callback's request line
+carries the one-hour authorization ``code``. This logger puts the same redacting
+filter and one-line formatting on both.
 """
 
 import logging

@@ -1,7 +1,8 @@
 """Load figure: ``make bench-load`` or ``python -m bench.load [--help]``.
 
 Runs the agent as Heroku does, on services of its own: the Procfile's ``web``
-line (gunicorn, ``WEB_CONCURRENCY=2`` like a basic dyno) and ``worker`` line
+line (gunicorn with ``--preload``, ``WEB_CONCURRENCY=2`` like a basic dyno, no
+access log: app.json keeps the buildpack's out) and ``worker`` line
 (Celery with embedded beat), DEBUG off, on a private PostgreSQL and a private
 Redis, with the sandbox Instagram standing in for Instagram. Seeds accounts with
 sandbox-minted tokens; while the load runs, one account after another becomes

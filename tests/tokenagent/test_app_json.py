@@ -10,6 +10,7 @@ so a mistake here shows up first in a stranger's failed deploy."""
 
 import json
 import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -313,17 +314,23 @@ def load_settings(tmp_path, names, **environment) -> dict:
 
 # Settings whose module attribute is named differently from the variable.
 SETTING_FOR = {"EMAIL_URL": "EMAIL_CONFIG"}
+# Read by gunicorn, not by Django.
+SERVER_VARIABLES = {"GUNICORN_CMD_ARGS"}
+
+
+def django_entries() -> dict[str, dict]:
+    return {n: e for n, e in env_entries().items() if n not in SERVER_VARIABLES}
 
 
 def test_every_variable_app_json_names_is_a_setting(tmp_path):
-    names = [SETTING_FOR.get(n, n) for n in APP_JSON["env"]]
+    names = [SETTING_FOR.get(n, n) for n in django_entries()]
     out = load_settings(tmp_path, names)
     assert [n for n in names if out[n] == "<missing>"] == []
 
 
 def test_the_values_app_json_offers_are_the_settings_defaults(tmp_path):
     # The deploy form shows these; they must not quietly differ from a run without them.
-    offered = {n: e["value"] for n, e in env_entries().items() if "value" in e}
+    offered = {n: e["value"] for n, e in django_entries().items() if "value" in e}
     assert offered
     names = [SETTING_FOR.get(n, n) for n in offered]
     defaults = load_settings(tmp_path, names)
@@ -333,12 +340,26 @@ def test_the_values_app_json_offers_are_the_settings_defaults(tmp_path):
 
 def test_optional_fields_left_blank_behave_as_unset(tmp_path):
     # A field left empty in the deploy form may arrive as an empty config var.
-    blank = {
-        n: "" for n, e in env_entries().items() if e.get("required") is False and "value" not in e
-    }
+    optional = {n: e for n, e in django_entries().items() if e.get("required") is False}
+    blank = {n: "" for n, e in optional.items() if "value" not in e}
     assert {"ALLOWED_HOSTS", "EMAIL_URL", "STARTING_TOKEN", "ALERT_EMAIL"} <= set(blank)
     names = [SETTING_FOR.get(n, n) for n in blank]
     assert load_settings(tmp_path, names, **blank) == load_settings(tmp_path, names)
+
+
+def test_herokus_buildpack_adds_no_second_access_log():
+    # Heroku's Python buildpack sets GUNICORN_CMD_ARGS="--access-logfile -" unless it
+    # is already set. The router logs every request; the agent's web process does not
+    # repeat it (see tokenagent/gunicorn_config.py and bench/load).
+    from gunicorn.config import Config
+
+    procfile = (BASE_DIR / "Procfile").read_text()
+    web = next(line for line in procfile.splitlines() if line.startswith("web:"))
+    assert "--access-logfile" not in web
+    value = env_entries()["GUNICORN_CMD_ARGS"]["value"]
+    assert value.strip() and "access" not in value
+    parsed = Config().parser().parse_args([*shlex.split(value), "tokenagent.wsgi"])
+    assert parsed.accesslog is None
 
 
 # --- README ---------------------------------------------------------------------------------

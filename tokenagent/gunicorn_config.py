@@ -1,0 +1,39 @@
+"""gunicorn settings the command line cannot express.
+
+The Procfile's ``web`` line loads this module with
+``--config python:tokenagent.gunicorn_config``; every other flag stays on that
+line, where Heroku users look for them.
+"""
+
+import gc
+
+# Keep-alive connections stay with the worker process that accepted them, and
+# Heroku's router (like any proxy) holds a few connections open for minutes. Left
+# alone, one worker can end up serving nearly all the traffic on one core while the
+# other idles, and it stays that way after every worker restart. Closing a
+# connection after this many requests lets the client reconnect, and the kernel
+# hands the new connection to whichever worker calls accept() first: the less
+# busy one. nginx does the same with ``keepalive_requests``.
+MAX_REQUESTS_PER_CONNECTION = 25
+
+
+def pre_request(worker, req):
+    worker.log.debug("%s %s", req.method, req.path)  # gunicorn's default hook
+    if req.req_number >= MAX_REQUESTS_PER_CONNECTION:
+        req.must_close = True  # answered with "Connection: close"
+
+
+def when_ready(server):
+    """With ``--preload`` the master process holds the loaded app before it forks
+    the workers. Finish loading it (the URLconf and every view it imports would
+    otherwise load on the first request, in each new worker after every
+    ``--max-requests`` restart), then freeze the heap: the garbage collector in a
+    forked worker then leaves those objects alone instead of copying the pages it
+    shares with the master into each worker."""
+    if not server.cfg.preload_app:
+        return
+    from django.urls import get_resolver
+
+    get_resolver().url_patterns  # noqa: B018 - imports the URLconf and the views
+    gc.collect()
+    gc.freeze()
