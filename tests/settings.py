@@ -24,6 +24,9 @@ EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 if REDIS_URL:  # noqa: F405
     CACHES["default"]["KEY_PREFIX"] = f"tokenagent-test-{os.getpid()}"  # noqa: F405
 ROOT_URLCONF = "tests.urls"
+# The suite's requests come "through Heroku's router" when they carry
+# X-Forwarded-Proto (tests/tokenagent/test_deploy_settings.py tests when it is trusted).
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Tests share one process across many database states: no per-process token memo
 # (tests of the memo turn it on themselves).
 TOKEN_CACHE_LOCAL_SECONDS = 0

@@ -283,6 +283,13 @@ TOKEN_CACHE_MAX_AGE = env.int("TOKEN_CACHE_MAX_AGE", default=3600)
 # a refresh or disconnect; see accounts/token_cache.py and bench/token_endpoints.
 TOKEN_CACHE_LOCAL_SECONDS = env.float("TOKEN_CACHE_LOCAL_SECONDS", default=1.0)
 
+# --- Proxy headers --------------------------------------------------------------------
+# A proxy in front of the agent terminates TLS and says so in X-Forwarded-Proto, and
+# appends the client's address to X-Forwarded-For. Those headers are believed only
+# where such a proxy is declared: on Heroku (its router; DYNO is set on every dyno)
+# unless TRUST_PROXY_HEADERS says otherwise, elsewhere only with TRUST_PROXY_HEADERS=True.
+TRUST_PROXY_HEADERS = env.bool("TRUST_PROXY_HEADERS", default=bool(env.str("DYNO", default="")))
+
 # --- Abuse limits (accounts/ratelimit.py): per client address, in the default cache --
 # django-ratelimit rates ("20/m" = 20 a minute, "100/5m"); "off" turns one off.
 # Token URLs are never limited.
@@ -291,9 +298,9 @@ RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="20/m")
 RATELIMIT_OAUTH_CALLBACK = env.str("RATELIMIT_OAUTH_CALLBACK", default="20/m")
 RATELIMIT_HOOK = env.str("RATELIMIT_HOOK", default="30/m")
 RATELIMIT_META_CALLBACKS = env.str("RATELIMIT_META_CALLBACKS", default="60/m")
-# Trusted proxies appending to X-Forwarded-For: Heroku's router (DYNO is set on
-# dynos); none locally, where the header is the client's to forge.
-RATELIMIT_PROXY_COUNT = env.int("RATELIMIT_PROXY_COUNT", default=1 if env.str("DYNO", "") else 0)
+# Trusted proxies appending to X-Forwarded-For: the declared proxy (below), else
+# none, where the header is the client's to forge.
+RATELIMIT_PROXY_COUNT = env.int("RATELIMIT_PROXY_COUNT", default=1 if TRUST_PROXY_HEADERS else 0)
 # A cache that cannot count lets the request through rather than locking everyone out.
 RATELIMIT_FAIL_OPEN = True
 
@@ -310,7 +317,10 @@ LOGIN_URL = "/login/"
 LOGIN_REDIRECT_URL = "/"
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"  # the OAuth callback is a top-level GET from Instagram
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# X-Forwarded-Proto: https is believed only behind a proxy that sets it (see
+# TRUST_PROXY_HEADERS); elsewhere any client could send it and have the agent build
+# https URLs (the OAuth redirect URI) for a plain connection.
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if TRUST_PROXY_HEADERS else None
 SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
 SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=not DEBUG)

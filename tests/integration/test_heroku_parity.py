@@ -232,7 +232,9 @@ def dyno(tmp_path, heroku_postgres, heroku_redis, sandbox):
         "OWNER_INSTAGRAM_USERNAMES": OWNER,
         "ALLOWED_DOMAINS": "example.com",
         "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        # What the platform sets on a dyno (WEB_CONCURRENCY: Basic's value).
+        # What the platform sets on a dyno (WEB_CONCURRENCY: Basic's value; DYNO
+        # is what tells the agent its X-Forwarded-Proto comes from the router).
+        "DYNO": "web.1",
         "PORT": str(free_port()),
         "WEB_CONCURRENCY": "2",
         # Fast beat ticks, so a due token is seen within seconds.

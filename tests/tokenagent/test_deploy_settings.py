@@ -115,6 +115,61 @@ def test_https_behind_herokus_router(tmp_path):
     assert out["SESSION_COOKIE_SECURE"] is True and out["CSRF_COOKIE_SECURE"] is True
 
 
+# --- Proxy headers ----------------------------------------------------------------------------
+
+OFF_HEROKU = {k: v for k, v in PRODUCTION.items() if k != "DYNO"}
+
+# How a request that says X-Forwarded-Proto: https looks to the agent.
+FORWARDED_HTTPS = """
+import json
+import django
+django.setup()
+from django.test import RequestFactory
+from accounts.oauth import oauth_redirect_uri
+request = RequestFactory().get("/login/", HTTP_HOST="agent.example.com",
+                               HTTP_X_FORWARDED_PROTO="https")
+print(json.dumps({"secure": request.is_secure(),
+                  "redirect_uri": oauth_redirect_uri(request=request)}))
+"""
+
+
+@pytest.mark.parametrize(
+    ("environment", "trusted"),
+    [
+        (PRODUCTION, True),  # a dyno: Heroku's router sets the header
+        (OFF_HEROKU, False),  # a direct deployment: only the client could have set it
+        ({**OFF_HEROKU, "TRUST_PROXY_HEADERS": "True"}, True),  # a proxy declared
+        ({**OFF_HEROKU, "TRUST_PROXY_HEADERS": ""}, False),  # blank = the default
+        ({**PRODUCTION, "TRUST_PROXY_HEADERS": "False"}, False),  # declared absent
+    ],
+    ids=["heroku", "direct", "declared", "blank", "heroku-declared-off"],
+)
+def test_proxy_headers_are_trusted_only_where_a_proxy_is_declared(tmp_path, environment, trusted):
+    out = load(tmp_path, "SECURE_PROXY_SSL_HEADER", "RATELIMIT_PROXY_COUNT", **environment)
+    if trusted:
+        assert out == {
+            "SECURE_PROXY_SSL_HEADER": ["HTTP_X_FORWARDED_PROTO", "https"],
+            "RATELIMIT_PROXY_COUNT": 1,
+        }
+    else:
+        assert out == {"SECURE_PROXY_SSL_HEADER": None, "RATELIMIT_PROXY_COUNT": 0}
+    # What it means for the OAuth redirect URI, which Meta compares character for
+    # character: a client cannot talk a direct deployment into an https one.
+    seen = json_result(
+        run_in_child(tmp_path, FORWARDED_HTTPS, **environment, ALLOWED_HOSTS="agent.example.com")
+    )
+    scheme = "https" if trusted else "http"
+    assert seen == {
+        "secure": trusted,
+        "redirect_uri": f"{scheme}://agent.example.com/oauth/instagram/callback/",
+    }
+
+
+def test_an_explicit_proxy_count_still_wins(tmp_path):
+    out = load(tmp_path, "RATELIMIT_PROXY_COUNT", RATELIMIT_PROXY_COUNT="2", **OFF_HEROKU)
+    assert out == {"RATELIMIT_PROXY_COUNT": 2}
+
+
 # Requests through Django's test client in a production-configured child.
 CLIENT = """
 import json, sys
