@@ -467,6 +467,18 @@ def _permissions(raw: Any) -> tuple[str, ...]:
     return tuple(p.strip() for p in items if p.strip())
 
 
+def _token_grant(body: dict[str, Any], *, now: datetime | None) -> TokenGrant:
+    """The answer of the long-lived exchange and of the refresh (sections 3 and 4),
+    flat or ``data``-wrapped, as a TokenGrant."""
+    body = _unwrap(body)
+    return TokenGrant(
+        access_token=_token_string(body),
+        expires_at=_expires_at(body.get("expires_in"), now),
+        token_type=str(body.get("token_type") or "bearer"),
+        permissions=_permissions(body.get("permissions")),
+    )
+
+
 # --- The API ----------------------------------------------------------------------------
 
 
@@ -575,13 +587,7 @@ def exchange_for_long_lived(*, short_lived_token: str, now: datetime | None = No
             "access_token": short_lived_token,
         },
     )
-    body = _unwrap(body)
-    return TokenGrant(
-        access_token=_token_string(body),
-        expires_at=_expires_at(body.get("expires_in"), now),
-        token_type=str(body.get("token_type") or "bearer"),
-        permissions=_permissions(body.get("permissions")),
-    )
+    return _token_grant(body, now=now)
 
 
 def refresh_long_lived(*, access_token: str, now: datetime | None = None) -> TokenGrant:
@@ -602,13 +608,7 @@ def refresh_long_lived(*, access_token: str, now: datetime | None = None) -> Tok
                 status=exc.status,
             ) from exc
         raise
-    body = _unwrap(body)
-    return TokenGrant(
-        access_token=_token_string(body),
-        expires_at=_expires_at(body.get("expires_in"), now),
-        token_type=str(body.get("token_type") or "bearer"),
-        permissions=_permissions(body.get("permissions")),
-    )
+    return _token_grant(body, now=now)
 
 
 _TOO_YOUNG = re.compile(

@@ -471,6 +471,60 @@ def test_a_rate_limit_that_mentions_24_hours_stays_a_rate_limit(rsps):
         instagram.refresh_long_lived(access_token=fakes.LONG_TOKEN)
 
 
+# --- Token answers: the long-lived exchange and the refresh read them alike ----------------
+
+TOKEN_ANSWERS = [
+    (
+        {
+            "access_token": " IGAAFakeAnswer0 ",
+            "token_type": "bearer",
+            "expires_in": 3600,
+            "permissions": ["instagram_business_basic"],
+        },
+        instagram.TokenGrant(
+            access_token="IGAAFakeAnswer0",
+            expires_at=NOW + timedelta(hours=1),
+            permissions=("instagram_business_basic",),
+        ),
+    ),
+    (
+        {"data": [{"access_token": "IGAAFakeAnswer0", "expires_in": "3600", "permissions": "a,b"}]},
+        instagram.TokenGrant(
+            access_token="IGAAFakeAnswer0",
+            expires_at=NOW + timedelta(hours=1),
+            token_type="bearer",
+            permissions=("a", "b"),
+        ),
+    ),
+    (
+        {"access_token": "IGAAFakeAnswer0", "token_type": "Bearer", "expires_in": 60},
+        instagram.TokenGrant(
+            access_token="IGAAFakeAnswer0",
+            expires_at=NOW + timedelta(minutes=1),
+            token_type="Bearer",
+        ),
+    ),
+]
+TOKEN_ANSWER_IDS = ["flat", "data-wrapped-defaults", "token-type-kept"]
+
+
+@pytest.mark.parametrize(("body", "expected"), TOKEN_ANSWERS, ids=TOKEN_ANSWER_IDS)
+def test_one_helper_turns_a_token_answer_into_a_grant(body, expected):
+    assert instagram._token_grant(body, now=NOW) == expected
+
+
+@pytest.mark.parametrize(("body", "expected"), TOKEN_ANSWERS, ids=TOKEN_ANSWER_IDS)
+@pytest.mark.parametrize("function", ["exchange_for_long_lived", "refresh_long_lived"])
+def test_exchange_and_refresh_answers_become_the_same_grant(rsps, function, body, expected):
+    if function == "exchange_for_long_lived":
+        rsps.add(responses.GET, fakes.LONG_LIVED_URL, json=body)
+        grant = instagram.exchange_for_long_lived(short_lived_token=fakes.SHORT_TOKEN, now=NOW)
+    else:
+        fakes.register_refresh(rsps, body=body)
+        grant = instagram.refresh_long_lived(access_token=fakes.LONG_TOKEN, now=NOW)
+    assert grant == expected
+
+
 # --- get_profile ----------------------------------------------------------------------------
 
 
