@@ -185,6 +185,7 @@ for spec in json.loads(sys.argv[1]):
         "location": r.get("Location"),
         "csp": r.get("Content-Security-Policy"),
         "hsts": r.get("Strict-Transport-Security"),
+        "type": r.get("Content-Type"),
     }
 print(json.dumps(out))
 """
@@ -360,6 +361,53 @@ def test_whitenoise_serves_hashed_static_files_with_debug_off(tmp_path):
     assert out["encoding"] == "gzip"
     assert "immutable" in out["cache"]
     assert out["url"] == f"/static/{hashed}"
+
+
+# --- The icon ---------------------------------------------------------------------------------
+
+FAVICON = BASE_DIR / "accounts" / "static" / "accounts" / "favicon.ico"
+
+
+def test_the_favicon_is_a_real_icon():
+    data = FAVICON.read_bytes()
+    # ICONDIR: reserved 0, type 1 (icon), then one 16-byte entry per image.
+    reserved, kind, count = int.from_bytes(data[0:2], "little"), data[2], data[4]
+    assert (reserved, kind) == (0, 1) and count >= 1
+    sizes = {data[6 + 16 * i] or 256 for i in range(count)}
+    assert {16, 32} <= sizes
+    assert len(data) < 10_000
+
+
+def test_favicon_ico_answers_with_the_icon(client):
+    response = client.get("/favicon.ico")
+    assert response.status_code == 200
+    assert response["Content-Type"] == "image/x-icon"
+    assert b"".join(response.streaming_content) == FAVICON.read_bytes()
+    assert "max-age=86400" in response["Cache-Control"]
+
+
+@pytest.mark.django_db
+def test_owner_pages_link_the_icon(owner_client):
+    from django.templatetags.static import static
+
+    page = owner_client.get("/").content.decode()
+    assert f'<link rel="icon" href="{static("accounts/favicon.ico")}"' in page
+
+
+def test_the_icon_is_served_with_debug_off(tmp_path, built_static):
+    manifest = json.loads((built_static / "staticfiles.json").read_text())
+    hashed = manifest["paths"]["accounts/favicon.ico"]
+    host = {"HTTP_HOST": "agent.herokuapp.com", **HTTPS}
+    out = requests_in_production(
+        tmp_path,
+        built_static,
+        [
+            {"name": "root", "path": "/favicon.ico", "headers": host},
+            {"name": "static", "path": f"/static/{hashed}", "headers": host},
+        ],
+    )
+    assert out["root"]["status"] == 200 and out["root"]["type"] == "image/x-icon"
+    assert out["static"]["status"] == 200
 
 
 # --- Redis over TLS (Heroku Key-Value Store) -----------------------------------------------
