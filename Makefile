@@ -39,21 +39,33 @@ lint: install-dev
 format: install-dev
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
-# Token endpoints vs a bare Django view under the Procfile's web server (needs wrk;
-# Redis figures too when it answers on 127.0.0.1:6379). ARGS="--help" for options.
+# The benchmarks need only the runtime requirements (their process plumbing is in
+# harness/, not in tests/) and a few system programs, which
+# scripts/install-bench-tools installs from Debian's packages when missing (root or
+# sudo the first time). ARGS="--help" lists each one's options.
+
+# Token endpoints vs a bare Django view under the Procfile's web server. Needs wrk
+# (installed if missing); Redis figures too when it answers on 127.0.0.1:6379.
+# Quick run: make bench-token ARGS="--servers procfile --caches file --rounds 1 --duration 2"
 bench-token: install
+	./scripts/install-bench-tools wrk
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.token_endpoints $(ARGS)
 
 # 10,000 due accounts, Instagram answering after 100 ms, one Celery worker (threads
-# pool): accounts/s, total time, worker peak RSS. Needs PostgreSQL on 127.0.0.1:5432
-# (BENCH_DATABASE_URL) and redis-server on PATH. ARGS="--help" for options.
+# pool): accounts/s, total time, worker peak RSS. Needs a running PostgreSQL on
+# 127.0.0.1:5432 (or BENCH_DATABASE_URL) and redis-server (installed if missing).
+# Quick run: make bench-refresh ARGS="--accounts 100"
 bench-refresh: install
+	./scripts/install-bench-tools redis-server
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.refresh_fanout $(ARGS)
 
 # The Procfile's web + worker (beat) on a private PostgreSQL and Redis with the sandbox
 # Instagram: a steady 1,000 token requests/s for 60 s while beat refreshes accounts;
-# prints requests, errors, p50/p99 and peak memory of web and worker. ARGS="--help".
-bench-load: install-dev
+# prints requests, errors, p50/p99 and peak memory of web and worker. Needs
+# redis-server and PostgreSQL's initdb/pg_ctl (installed if missing; no server
+# need be running). Quick run: make bench-load ARGS="--rate 100 --duration 5 --accounts 3"
+bench-load: install
+	./scripts/install-bench-tools redis-server initdb
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.load $(ARGS)
 
 # Known vulnerabilities in the pinned requirements (pip-audit, PyPI's advisory data).

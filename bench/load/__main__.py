@@ -33,8 +33,8 @@ import threading
 import time
 from pathlib import Path
 
-from tests.integration import procfile_stack as stack
-from tests.integration.processes import PrivateRedis, StackError, free_port, wait_for
+from harness import procfile_stack as stack
+from harness.processes import PrivateRedis, StackError, free_port, wait_for
 
 TARGET_RATE = 1000.0
 TARGET_DURATION = 60.0

@@ -29,9 +29,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from tests.integration.processes import PrivateRedis, process_tree, wait_for  # noqa: E402
-from tests.integration.procfile_stack import Sandbox  # noqa: E402
-from tests.integration.refresh_harness import agent_env, worker_process  # noqa: E402
+from harness.processes import PrivateRedis, process_tree, wait_for  # noqa: E402
+from harness.procfile_stack import Sandbox  # noqa: E402
+from harness.refresh import agent_env, worker_process  # noqa: E402
 
 # Throwaway keys for a throwaway database; the sandbox signs its tokens with the
 # first, so the benchmark can mint 10,000 valid ones without 10,000 round trips.
@@ -72,7 +72,15 @@ def ensure_database(url: str) -> None:
 
     name = url.rsplit("/", 1)[1]
     admin = url.rsplit("/", 1)[0] + "/postgres"
-    with psycopg.connect(admin, autocommit=True) as conn:
+    try:
+        conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
+    except psycopg.OperationalError as exc:
+        raise SystemExit(
+            f"PostgreSQL does not answer at {admin.rsplit('@', 1)[-1]}: start it, or point "
+            f"BENCH_DATABASE_URL (or --database-url) at a server you may create a database on "
+            f"({exc})"
+        ) from None
+    with conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [name]).fetchone()
         if not exists:
             conn.execute(f'CREATE DATABASE "{name}"')
@@ -147,7 +155,6 @@ def main() -> int:
     instagram = Sandbox(
         workdir,
         start_timeout=30,
-        DJANGO_SETTINGS_MODULE="tokenagent.settings",
         SECRET_KEY=SECRET_KEY,
         SANDBOX_SIGNING_KEY=SANDBOX_SIGNING_KEY,
         LOG_LEVEL="WARNING",

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration import procfile_stack as stack
-from tests.integration.processes import HOST, PrivateRedis, StackError, free_port, wait_for
+from harness import procfile_stack as stack
+from harness.processes import HOST, PrivateRedis, StackError, free_port, wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -286,10 +286,6 @@ def drill(tmp_path_factory, request):
     _require(
         os.geteuid() != 0 or shutil.which("runuser") is not None, "runuser to run postgres as root"
     )
-    try:
-        import tests.sandbox_control  # noqa: F401
-    except ImportError:
-        _require(False, "the sandbox's control client (tests/sandbox_control.py)")
     workdir = tmp_path_factory.mktemp("drill")
     d = Drill(workdir)
     yield d

@@ -40,8 +40,8 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 import pytest
 import requests
 
-from tests.integration import processes
-from tests.integration.processes import BIN, ROOT, free_port, signal_group
+from harness import processes
+from harness.processes import BIN, ROOT, free_port, signal_group
 
 pytestmark = [
     pytest.mark.slow,

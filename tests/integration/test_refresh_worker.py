@@ -21,15 +21,15 @@ from django.core.management import call_command
 from django.db import connection
 
 from accounts.models import AccessToken, InstagramAccount, RefreshAttempt, RefresherHeartbeat
-from tests.factories import make_account
-from tests.integration.processes import PrivateRedis, child_pids, free_port, wait_for
-from tests.integration.refresh_harness import (
+from harness.processes import PrivateRedis, child_pids, free_port, wait_for
+from harness.refresh import (
     AlertReceiver,
     agent_env,
     database_url,
     web_process,
     worker_process,
 )
+from tests.factories import make_account
 
 pytestmark = [
     pytest.mark.worker,

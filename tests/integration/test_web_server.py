@@ -6,8 +6,8 @@ import secrets
 
 import pytest
 
-from tests.integration import procfile_stack as stack
-from tests.integration.processes import HOST, free_port, wait_for
+from harness import procfile_stack as stack
+from harness.processes import HOST, free_port, wait_for
 from tokenagent.gunicorn_config import MAX_REQUESTS_PER_CONNECTION
 
 PATH = "/token/nobody.json"  # a token URL: unlimited, cheap, answers 404 here

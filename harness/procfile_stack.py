@@ -1,7 +1,7 @@
 """The agent as Heroku runs it, on services of its own, for the fault drills
 (tests/integration/test_fault_drills.py) and the load benchmark (bench/load).
 
-- a private ``redis-server`` (tests/integration/processes.py, with the rest of the
+- a private ``redis-server`` (harness/processes.py, with the rest of the
   process plumbing) and a private PostgreSQL cluster (initdb + pg_ctl in a
   temporary directory) on free ports, so stopping or restarting them never
   disturbs the machine's shared services;
@@ -22,6 +22,7 @@ import http.client
 import json
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import tempfile
@@ -30,7 +31,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from tests.integration.processes import (
+from harness.processes import (
     BIN,
     HOST,
     ROOT,
@@ -41,6 +42,7 @@ from tests.integration.processes import (
     tail,
     wait_for,
 )
+from harness.sandbox_control import SandboxControl
 
 
 def procfile_lines(path: Path = ROOT / "Procfile") -> dict[str, str]:
@@ -313,19 +315,19 @@ class Sandbox:
     """The standalone sandbox Instagram (``manage.py sandbox_server``, state in its
     own memory) and its control API (accounts/sandbox/README.md), reduced to what
     the drills and the load benchmark need. Logs to a file, so a long run never
-    blocks on a full pipe. ``env`` adds to or overrides its environment (another
-    settings module, a signing key)."""
+    blocks on a full pipe. It runs the production settings module (DEBUG off, a
+    throwaway SECRET_KEY, which also signs its tokens unless SANDBOX_SIGNING_KEY is
+    given); ``env`` adds to or overrides that environment."""
 
     def __init__(self, workdir: Path, *, start_timeout: float = 60, **env: str) -> None:
-        from tests.sandbox_control import SandboxControl
-
         self.port = free_port()
         env = {
             "PATH": os.environ.get("PATH", ""),
             "HOME": os.environ.get("HOME", "/tmp"),
             "LANG": "C.UTF-8",
             "PYTHONUNBUFFERED": "1",
-            "DJANGO_SETTINGS_MODULE": "tests.settings",
+            "DJANGO_SETTINGS_MODULE": "tokenagent.settings",
+            "SECRET_KEY": secrets.token_urlsafe(50),
             "TOKENAGENT_VAR_DIR": str(workdir / "sandbox-var"),
             **env,
         }

@@ -2,7 +2,7 @@
 a Celery worker with embedded beat, a gunicorn web process, and a tiny HTTP
 receiver standing in for the owner's alert webhook. The process plumbing (free
 ports, ``wait_for``, process groups, the private redis-server) is in
-tests/integration/processes.py.
+harness/processes.py.
 
 The worker and web processes run the production settings module
 (``tokenagent.settings``) against the test database, configured only through
@@ -18,7 +18,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-from tests.integration.processes import Process
+from harness.processes import Process
 
 
 def database_url(settings_dict: dict) -> str:

@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 HOST = "127.0.0.1"
 
@@ -209,11 +209,14 @@ class PrivateRedis:
     def __init__(self, workdir: Path, *, start_timeout: float = 15) -> None:
         self.workdir = workdir
         self.start_timeout = start_timeout
+        server = shutil.which("redis-server")
+        if server is None:
+            raise StackError("redis-server was not found (Debian: apt-get install redis-server)")
         self.port = free_port()
         self.process = Process(
             "redis",
             [
-                shutil.which("redis-server") or "redis-server",
+                server,
                 "--port",
                 str(self.port),
                 "--bind",
