@@ -33,8 +33,9 @@ run: install
 test: install-dev
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 
+# ruff, then mypy with the django-stubs plugin ([tool.mypy] in pyproject.toml).
 lint: install-dev
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 format: install-dev
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .

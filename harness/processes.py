@@ -158,10 +158,11 @@ class Process:
         """SIGKILL the whole group: no shutdown handler runs, as when a dyno crashes."""
         if self.proc is None:
             return
+        pid = self.proc.pid
         self.signal_group(signal.SIGKILL)
         self.proc.wait(self.kill_wait)
         # Children re-parented to init may outlive the leader for a moment.
-        wait_for(lambda: not session_pids(self.proc.pid), timeout=15, what=f"{self.name} to die")
+        wait_for(lambda: not session_pids(pid), timeout=15, what=f"{self.name} to die")
         self.proc = None
 
     def stop(self, timeout: float | None = None) -> None:

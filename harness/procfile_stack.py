@@ -30,6 +30,7 @@ import threading
 import time
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness.processes import (
     BIN,
@@ -43,6 +44,9 @@ from harness.processes import (
     wait_for,
 )
 from harness.sandbox_control import SandboxControl
+
+if TYPE_CHECKING:
+    import psycopg
 
 
 def procfile_lines(path: Path = ROOT / "Procfile") -> dict[str, str]:
@@ -186,7 +190,7 @@ class PrivatePostgres:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def connect(self):
+    def connect(self) -> psycopg.Connection:
         import psycopg
 
         return psycopg.connect(self.url, autocommit=True, connect_timeout=5)
@@ -290,7 +294,9 @@ def seed_accounts(env: dict[str, str], tokens: dict[str, str], *, ig_user_id_pre
     return django_run(env, "-c", SEED_ACCOUNTS, stdin=json.dumps(seed))
 
 
-def http_get(port: int, path: str, timeout: float = 5, headers: dict | None = None):
+def http_get(
+    port: int, path: str, timeout: float = 5, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
     conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
     try:
         conn.request("GET", path, headers=headers or {})

@@ -50,7 +50,7 @@ class AlertReceiver:
                 self.end_headers()
                 self.wfile.write(b"ok")
 
-            def log_message(self, *args) -> None:
+            def log_message(self, *args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
@@ -83,7 +83,7 @@ def agent_env(
     var_dir: Path,
     secret_key: str,
     token_encryption_key: str,
-    **extra: str,
+    **extra: object,
 ) -> dict[str, str]:
     env = {
         "PATH": os.environ.get("PATH", "/usr/bin:/bin"),

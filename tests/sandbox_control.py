@@ -49,6 +49,7 @@ def start_sandbox_process(env: dict | None = None, shared_cache: bool = False):
     proc = subprocess.Popen(
         cmd, cwd=ROOT, env=full_env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
     )
+    assert proc.stdout is not None
     deadline = time.monotonic() + 30
     base = None
     while time.monotonic() < deadline:

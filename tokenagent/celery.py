@@ -15,7 +15,7 @@ app.autodiscover_tasks()
 
 
 @setup_logging.connect
-def _use_django_logging(**kwargs) -> None:
+def _use_django_logging(**kwargs: object) -> None:
     """Keep Django's LOGGING (stdout, tokens redacted) in worker and beat. Without a
     receiver here Celery adds its own handlers, e.g. one for task loggers that
     bypasses the redacting filter."""
@@ -27,7 +27,7 @@ def _use_django_logging(**kwargs) -> None:
 
 
 @worker_init.connect
-def _freeze_heap(**kwargs) -> None:
+def _freeze_heap(**kwargs: object) -> None:
     """The worker forks its pool processes and the embedded beat from this process:
     freeze what is loaded by now, so the garbage collector in each child leaves the
     shared objects alone instead of copying their pages (the same as gunicorn's

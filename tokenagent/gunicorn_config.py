@@ -6,6 +6,7 @@ line, where Heroku users look for them.
 """
 
 import gc
+from typing import Any
 
 # Keep-alive connections stay with the worker process that accepted them, and
 # Heroku's router (like any proxy) holds a few connections open for minutes. Left
@@ -17,13 +18,13 @@ import gc
 MAX_REQUESTS_PER_CONNECTION = 25
 
 
-def pre_request(worker, req):
+def pre_request(worker: Any, req: Any) -> None:
     worker.log.debug("%s %s", req.method, req.path)  # gunicorn's default hook
     if req.req_number >= MAX_REQUESTS_PER_CONNECTION:
         req.must_close = True  # answered with "Connection: close"
 
 
-def when_ready(server):
+def when_ready(server: Any) -> None:
     """With ``--preload`` the master process holds the loaded app before it forks
     the workers. Finish loading it (the URLconf and every view it imports would
     otherwise load on the first request, in each new worker after every

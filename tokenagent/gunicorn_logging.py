@@ -9,6 +9,7 @@ filter and one-line formatting on both.
 """
 
 import logging
+from typing import Any
 
 from gunicorn.glogging import Logger
 
@@ -17,7 +18,7 @@ from tokenagent.redaction import RedactingFilter
 
 
 class RedactingLogger(Logger):
-    def setup(self, cfg) -> None:
+    def setup(self, cfg: Any) -> None:
         super().setup(cfg)
         for log in (self.error_log, self.access_log):
             if not any(isinstance(f, RedactingFilter) for f in log.filters):

@@ -206,8 +206,9 @@ def main() -> int:
             "WARNING",
         )
         launched = time.monotonic()
-        worker.start()
-        sampler = RssSampler(worker.proc.pid)
+        worker_pid = worker.start().pid
+        assert worker_pid is not None
+        sampler = RssSampler(worker_pid)
         sampler.start()
         first_tick = wait_for(
             lambda: RefresherHeartbeat.objects.exists() and time.monotonic(),
@@ -228,7 +229,7 @@ def main() -> int:
             if now - last_report >= 10:
                 print(
                     f"  {now - launched:6.1f}s  refreshed {refreshed:6d}  "
-                    f"worker RSS {process_tree_rss_kb(worker.proc.pid) / 1024:6.1f} MB",
+                    f"worker RSS {process_tree_rss_kb(worker_pid) / 1024:6.1f} MB",
                     flush=True,
                 )
                 last_report = now

@@ -190,14 +190,21 @@ def _ms(text: str) -> float:
     return float(m.group(1)) * _UNITS[m.group(2)] if m else float("nan")
 
 
+def _wrk_field(pattern: str, out: str) -> str:
+    m = re.search(pattern, out, re.M)
+    if m is None:
+        raise SystemExit(f"wrk printed no {pattern!r}:\n{out}")
+    return m.group(1)
+
+
 def wrk(url: str, headers: dict[str, str], duration: int, connections: int) -> dict:
     cmd = ["wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", "--timeout", "5s"]
     for k, v in headers.items():
         cmd += ["-H", f"{k}: {v}"]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
-    p50 = _ms(re.search(r"^\s+50%\s+(\S+)", out, re.M).group(1))
-    p99 = _ms(re.search(r"^\s+99%\s+(\S+)", out, re.M).group(1))
+    rps = float(_wrk_field(r"Requests/sec:\s+([\d.]+)", out))
+    p50 = _ms(_wrk_field(r"^\s+50%\s+(\S+)", out))
+    p99 = _ms(_wrk_field(r"^\s+99%\s+(\S+)", out))
     bad = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: (.*)", out)
     return {

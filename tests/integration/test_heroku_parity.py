@@ -35,6 +35,7 @@ import time
 import uuid
 from functools import partial
 from pathlib import Path
+from typing import BinaryIO
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import pytest
@@ -154,7 +155,7 @@ class Dyno:
         self.workdir = workdir
         self.env = env
         self.marker = env["PARITY_RUN"]
-        self.procs: list[subprocess.Popen] = []
+        self.procs: list[tuple[subprocess.Popen, BinaryIO]] = []
 
     @property
     def port(self) -> int:
@@ -174,8 +175,7 @@ class Dyno:
              "start", *processes],
             cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
         )  # fmt: skip
-        proc.log_file = out
-        self.procs.append(proc)
+        self.procs.append((proc, out))
         return proc
 
     def pids(self) -> list[int]:
@@ -198,11 +198,11 @@ class Dyno:
         return found
 
     def kill_leftovers(self) -> None:
-        for proc in self.procs:
+        for proc, log_file in self.procs:
             if proc.poll() is None:
                 signal_group(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-            proc.log_file.close()
+            log_file.close()
         for pid in self.pids():
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -342,7 +342,9 @@ def seed_old_token(dyno: Dyno, sandbox, *, slug: str, username: str) -> tuple[st
     result = dyno.run("python", "manage.py", "shell", "-c", code)
     assert result.returncode == 0, result.stderr
     # The worker may refresh it the moment it is written: compare with this version.
-    version = int(re.search(r"seeded version (\d+)", result.stdout).group(1))
+    seeded = re.search(r"seeded version (\d+)", result.stdout)
+    assert seeded, result.stdout
+    version = int(seeded.group(1))
     return minted["access_token"], version
 
 

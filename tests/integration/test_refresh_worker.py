@@ -252,7 +252,8 @@ def test_pool_process_killed_mid_refresh_is_redelivered_and_retried(agent, insta
         "accounts.tasks.refresh_account", args=[account.pk, "hook", False]
     )
     wait_for(lambda: refresh_calls(instagram), timeout=60, what="the refresh call")
-    (pool_process,) = child_pids(worker.proc.pid)
+    assert worker.pid is not None
+    (pool_process,) = child_pids(worker.pid)
     os.kill(pool_process, signal.SIGKILL)
     assert token(account).value == before.value and token(account).version == before.version
     instagram.delay("refresh", 0)
