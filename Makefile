@@ -47,7 +47,7 @@ format: install-dev
 
 # Token endpoints vs a bare Django view under the Procfile's web server. Needs wrk
 # (installed if missing); Redis figures too when it answers on 127.0.0.1:6379.
-# Quick run: make bench-token ARGS="--servers procfile --caches file --rounds 1 --duration 2"
+# Quick run: make bench-token ARGS="--servers procfile --caches file --rounds 1 --duration 2 --rate-duration 2"
 bench-token: install
 	./scripts/install-bench-tools wrk
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.token_endpoints $(ARGS)
