@@ -68,6 +68,12 @@ def agent(site):
     a.close()
 
 
+def until(page, expression: str):
+    """Wait until a JavaScript expression is truthy. It is passed as a function: polling
+    a string would need eval, which the strict-CSP page refuses."""
+    page.wait_for_function(f"() => ({expression})", timeout=TIMEOUT)
+
+
 class Watch:
     """Everything the page asks and receives."""
 
@@ -99,10 +105,7 @@ class Watch:
     def load_all_images(self):
         """Scroll every image in (lazy ones too) and wait until each has loaded."""
         self.page.evaluate("document.querySelectorAll('img').forEach(i => i.scrollIntoView())")
-        self.page.wait_for_function(
-            "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)",
-            timeout=TIMEOUT,
-        )
+        until(self.page, "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
 
     def assert_clean(self):
         agent = self.agent.origin
@@ -149,6 +152,16 @@ def _adapter_page(scripts: str, setup: str) -> str:
 </body></html>"""
 
 
+def _scripts(*sources: str) -> str:
+    return "\n".join(f'<script src="{src}"></script>' for src in sources)
+
+
+def _wait_feeds(page, condition: str):
+    """Wait until ``condition`` holds or Instafeed reported an error; assert it did not."""
+    until(page, f"({condition}) || window.feedErrors.length")
+    assert page.evaluate("window.feedErrors") == []
+
+
 def _image_urls(agent: FeedAgent, slug: str, indexes=None) -> list[str]:
     posts = agent.posts(slug)
     return [posts[i]["image"]["url"] for i in (indexes or range(len(posts)))]
@@ -160,24 +173,19 @@ def _image_urls(agent: FeedAgent, slug: str, indexes=None) -> list[str]:
 def test_adapter_loaded_before_instafeed_renders_the_agents_feed_with_limit_and_next(
     page, agent, site, watch
 ):
-    scripts = f'<script src="{agent.origin}/feed/acme.js"></script>\n' + (
-        '<script src="/instafeed.min.js"></script>'
-    )
+    scripts = _scripts(f"{agent.origin}/feed/acme.js", "/instafeed.min.js")
     setup = """window.feed = new Instafeed({
       accessToken: InstagramToken, limit: 3, after: record("after"), error: failed
     });
     window.feed.run();"""
     watch.goto("before.html", _adapter_page(scripts, setup))
-    page.wait_for_function(
-        "window.events.length === 1 || window.feedErrors.length", timeout=TIMEOUT
-    )
-    assert page.evaluate("window.feedErrors") == []
+    _wait_feeds(page, "window.events.length === 1")
     assert page.evaluate("document.querySelectorAll('#instafeed img').length") == 3
     assert page.evaluate("window.feed.hasNext()") is True
     page.evaluate("window.feed.next()")
-    page.wait_for_function("window.events.length === 2", timeout=TIMEOUT)
+    until(page, "window.events.length === 2")
     page.evaluate("window.feed.next()")
-    page.wait_for_function("window.events.length === 3", timeout=TIMEOUT)
+    until(page, "window.events.length === 3")
     assert page.evaluate("window.feed.hasNext()") is False
 
     rendered = page.eval_on_selector_all(
@@ -202,15 +210,12 @@ def test_adapter_loaded_before_instafeed_renders_the_agents_feed_with_limit_and_
 
 
 def test_adapter_loaded_after_instafeed_with_a_const_name(page, agent, site, watch):
-    scripts = '<script src="/instafeed.min.js"></script>\n' + (
-        f'<script src="{agent.origin}/feed/acme.js?const=ShopFeed"></script>'
-    )
+    scripts = _scripts("/instafeed.min.js", f"{agent.origin}/feed/acme.js?const=ShopFeed")
     setup = (
         """new Instafeed({accessToken: ShopFeed, after: record("after"), error: failed}).run();"""
     )
     watch.goto("after.html", _adapter_page(scripts, setup))
-    page.wait_for_function("window.events.length || window.feedErrors.length", timeout=TIMEOUT)
-    assert page.evaluate("window.feedErrors") == []
+    _wait_feeds(page, "window.events.length")
     srcs = page.eval_on_selector_all("#instafeed img", "imgs => imgs.map(i => i.src)")
     assert srcs == _image_urls(agent, "acme")
     assert page.evaluate("typeof InstagramToken") == "undefined"
@@ -222,10 +227,10 @@ def test_adapter_loaded_after_instafeed_with_a_const_name(page, agent, site, wat
 
 def test_two_adapters_two_names_two_accounts_on_one_page(page, agent, site, watch):
     # One adapter before Instafeed.js, one after it.
-    scripts = (
-        f'<script src="{agent.origin}/feed/acme.js"></script>\n'
-        '<script src="/instafeed.min.js"></script>\n'
-        f'<script src="{agent.origin}/feed/bakery.js?const=BakeryFeed"></script>'
+    scripts = _scripts(
+        f"{agent.origin}/feed/acme.js",
+        "/instafeed.min.js",
+        f"{agent.origin}/feed/bakery.js?const=BakeryFeed",
     )
     setup = """
     new Instafeed({accessToken: InstagramToken, limit: 2, after: record("acme"),
@@ -233,10 +238,7 @@ def test_two_adapters_two_names_two_accounts_on_one_page(page, agent, site, watc
     new Instafeed({accessToken: BakeryFeed, target: "second", after: record("bakery"),
                    error: failed}).run();"""
     watch.goto("two.html", _adapter_page(scripts, setup))
-    page.wait_for_function(
-        "window.events.length === 2 || window.feedErrors.length", timeout=TIMEOUT
-    )
-    assert page.evaluate("window.feedErrors") == []
+    _wait_feeds(page, "window.events.length === 2")
     first = page.eval_on_selector_all("#instafeed img", "imgs => imgs.map(i => i.src)")
     second = page.eval_on_selector_all("#second img", "imgs => imgs.map(i => i.title)")
     assert first == _image_urls(agent, "acme", [0, 1])
@@ -249,10 +251,7 @@ def test_two_adapters_two_names_two_accounts_on_one_page(page, agent, site, watc
 
 
 def test_adapter_with_template_transform_filter_sort_render_and_hooks(page, agent, site, watch):
-    scripts = (
-        f'<script src="{agent.origin}/feed/acme.js"></script>\n'
-        '<script src="/instafeed.min.js"></script>'
-    )
+    scripts = _scripts(f"{agent.origin}/feed/acme.js", "/instafeed.min.js")
     setup = """
     window.tags = {};
     new Instafeed({
@@ -277,12 +276,7 @@ def test_adapter_with_template_transform_filter_sort_render_and_hooks(page, agen
       error: failed
     }).run();"""
     watch.goto("custom.html", _adapter_page(scripts, setup))
-    page.wait_for_function(
-        "window.events.includes('after') && document.querySelector('.rendered') "
-        "|| window.feedErrors.length",
-        timeout=TIMEOUT,
-    )
-    assert page.evaluate("window.feedErrors") == []
+    _wait_feeds(page, "window.events.includes('after') && document.querySelector('.rendered')")
     assert page.evaluate("window.events") == ["before", "success", "after"]
     figures = page.eval_on_selector_all(
         "figure.post",
@@ -330,12 +324,10 @@ def test_adapter_reports_the_agents_errors_in_the_console_and_the_error_hook(
     page, agent, site, other_site, slug, unlisted, expected
 ):
     watch = Watch(page, agent, other_site if unlisted else site)
-    scripts = f'<script src="{agent.origin}/feed/{slug}.js"></script>\n' + (
-        '<script src="/instafeed.min.js"></script>'
-    )
+    scripts = _scripts(f"{agent.origin}/feed/{slug}.js", "/instafeed.min.js")
     setup = "new Instafeed({accessToken: InstagramToken, error: failed}).run();"
     watch.goto("error.html", _adapter_page(scripts, setup))
-    page.wait_for_function("window.feedErrors.length", timeout=TIMEOUT)
+    until(page, "window.feedErrors.length")
     hook = page.evaluate("window.feedErrors")
     assert len(hook) == 1
     assert hook[0].startswith("api request error: tokenagent: ")
@@ -345,11 +337,7 @@ def test_adapter_reports_the_agents_errors_in_the_console_and_the_error_hook(
     assert page.evaluate("document.querySelectorAll('#instafeed *').length") == 0
     if unlisted:
         # The agent refused the site; the browser would not have let it read the feed.
-        assert (
-            "GET",
-            f"/feed/{slug}/media",
-            other_site.origin,
-        ) in agent.requests
+        assert ("GET", f"/feed/{slug}/media", other_site.origin) in agent.requests
         assert any("CORS" in e for e in watch.errors())
     watch.assert_clean()
 
@@ -357,16 +345,13 @@ def test_adapter_reports_the_agents_errors_in_the_console_and_the_error_hook(
 def test_adapter_leaves_instafeed_instances_with_a_real_token_alone(page, agent, site, watch):
     """The wrapper acts only on its placeholders: another instance on the page still
     calls Instagram (routed to a failure here), with its own token."""
-    scripts = (
-        f'<script src="{agent.origin}/feed/acme.js"></script>\n'
-        '<script src="/instafeed.min.js"></script>'
-    )
+    scripts = _scripts(f"{agent.origin}/feed/acme.js", "/instafeed.min.js")
     setup = """
     new Instafeed({accessToken: InstagramToken, limit: 1, after: record("agent"),
                    error: failed}).run();
     new Instafeed({accessToken: "IGQVJother", target: "second", error: failed}).run();"""
     watch.goto("mixed.html", _adapter_page(scripts, setup))
-    page.wait_for_function("window.events.length && window.feedErrors.length", timeout=TIMEOUT)
+    until(page, "window.events.length && window.feedErrors.length")
     assert page.evaluate("document.querySelectorAll('#instafeed img').length") == 1
     assert len(watch.instagram) == 1
     assert watch.instagram[0].startswith("https://graph.instagram.com/me/media?")
@@ -403,10 +388,7 @@ def _items(page, selector: str) -> list[dict]:
 
 
 def _wait_ready(page, count: int):
-    page.wait_for_function(
-        f"document.querySelectorAll('.tokenagent-feed--ready').length === {count}",
-        timeout=TIMEOUT,
-    )
+    until(page, f"document.querySelectorAll('.tokenagent-feed--ready').length === {count}")
 
 
 def test_embed_renders_linked_responsive_posts_in_several_containers(page, agent, site, watch):
@@ -506,7 +488,7 @@ def test_embed_on_an_unlisted_site_renders_nothing_and_says_why(page, agent, oth
     watch = Watch(page, agent, other_site)
     body = '<div id="a" data-tokenagent-feed="acme"><a href="/ig">Instagram</a></div>'
     watch.goto("unlisted.html", _embed_page(agent, body))
-    page.wait_for_function("document.querySelector('.tokenagent-feed--error')", timeout=TIMEOUT)
+    until(page, "document.querySelector('.tokenagent-feed--error')")
     said = [e for e in watch.errors() if e.startswith("tokenagent: ")]
     assert len(said) == 1
     assert f"{agent.origin}/feed/acme.json" in said[0]
