@@ -363,6 +363,25 @@ def test_adapter_leaves_instafeed_instances_with_a_real_token_alone(page, agent,
     watch.assert_clean()
 
 
+def test_adapter_serves_an_amd_loaded_instafeed_through_install(page, agent, site, watch):
+    """A loader keeps Instafeed.js off window: the page hands it to the adapter."""
+    scripts = (
+        "<script>window.define = function (factory) { window.Loaded = factory(); };"
+        " window.define.amd = true;</script>\n"
+    ) + _scripts("/instafeed.min.js", f"{agent.origin}/feed/acme.js")
+    setup = """
+    window.tokenagentAdapter.install(window.Loaded);
+    new Loaded({accessToken: InstagramToken, limit: 2, after: record("after"),
+                error: failed}).run();"""
+    watch.goto("amd.html", _adapter_page(scripts, setup))
+    _wait_feeds(page, "window.events.length")
+    assert page.evaluate("typeof window.Instafeed") == "undefined"
+    srcs = page.eval_on_selector_all("#instafeed img", "imgs => imgs.map(i => i.src)")
+    assert srcs == _image_urls(agent, "acme", [0, 1])
+    watch.load_all_images()
+    watch.assert_clean()
+
+
 # --- The embed ---------------------------------------------------------------------------
 
 

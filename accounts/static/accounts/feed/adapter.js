@@ -156,9 +156,11 @@
     }
     var original = proto._makeApiRequest;
     var wrapped = function (url, callback) {
-      var feed = this._state && typeof this._state.token === "string" && shared.feeds[this._state.token];
-      if (!feed) return original.apply(this, arguments);
-      load(this, feed, String(url), callback);
+      var token = this._state && this._state.token;
+      if (typeof token !== "string" || !Object.prototype.hasOwnProperty.call(shared.feeds, token)) {
+        return original.apply(this, arguments);
+      }
+      load(this, shared.feeds[token], String(url), callback);
     };
     wrapped.tokenagent = true;
     proto._makeApiRequest = wrapped;
