@@ -26,6 +26,9 @@ from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from accounts.models import AccessToken, AlertState, InstagramAccount
+from accounts.refresh_policy import heartbeat_stale_after, safety_window
+from accounts.selectors.refresh import heartbeat_is_stale, heartbeat_last
+from accounts.tasks import send_alert as send_alert_task
 from tokenagent.redaction import redact
 
 logger = logging.getLogger(__name__)
@@ -105,8 +108,6 @@ def _dispatch(*, key: str, subject: str, body: str, inline: bool) -> None:
     if not channels:
         logger.warning("ALERT (no ALERT_EMAIL or ALERT_WEBHOOK_URL set) %s: %s", subject, body)
         return
-    from accounts.tasks import send_alert as send_alert_task
-
     for channel in channels:
         if inline:
             _deliver_inline(key=key, channel=channel, subject=subject, body=body)
@@ -226,7 +227,7 @@ def alerts_check_expiring(
     the last week), and clear the condition for every other account. Accounts in
     ``about_to_refresh`` (due and queued by this very tick) get their refresh
     first: if it fails, the next tick alerts. Returns how many alerts went out."""
-    window = timedelta(days=settings.REFRESH_SAFETY_WINDOW_DAYS)
+    window = safety_window()
     tokens = (
         AccessToken.objects.filter(
             expires_at__lte=now + window,
@@ -281,13 +282,11 @@ def alerts_check_heartbeat(*, now: datetime | None = None) -> bool:
     ``refresh_tokens`` command (the periodic job cannot report its own death);
     delivered inline because the worker is the suspect. A fresh install whose
     accounts are younger than that limit does not alert yet."""
-    from accounts.selectors.refresh import heartbeat_is_stale, heartbeat_last
-
     now = now or timezone.now()
     if not heartbeat_is_stale(now=now):
         alert_clear(key=HEARTBEAT_KEY, now=now)
         return False
-    limit = timedelta(seconds=2 * settings.REFRESH_TICK_SECONDS)
+    limit = heartbeat_stale_after()
     last = heartbeat_last()
     if last is None and not InstagramAccount.objects.filter(created_at__lt=now - limit).exists():
         return False

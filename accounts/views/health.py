@@ -24,6 +24,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from accounts import alerts
+from accounts.refresh_policy import UNHEALTHY
 from accounts.selectors import health as health_selectors
 from accounts.selectors import refresh as refresh_selectors
 
@@ -58,9 +59,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
             }
             body["accounts"] = accounts
             healthy = (
-                healthy
-                and not beat.stale
-                and not any(s in refresh_selectors.UNHEALTHY for s in accounts.values())
+                healthy and not beat.stale and not any(s in UNHEALTHY for s in accounts.values())
             )
     if not healthy:
         body["status"] = "degraded"
