@@ -22,6 +22,7 @@ from django.conf import settings
 from django.core import mail
 from django.db import transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
@@ -180,6 +181,40 @@ def alerts_clear(*, keys: list[str], now: datetime | None = None) -> None:
 # --- The conditions -------------------------------------------------------------------------
 
 
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+
+
+def agent_url(path: str) -> str | None:
+    """``path`` on the agent as an absolute URL, when settings name the agent's
+    address (an exact ``CSRF_TRUSTED_ORIGINS`` entry, else the first specific
+    ``ALLOWED_HOSTS`` name); None when they do not. Alerts go out from the worker,
+    outside any request, so the Host header is no help."""
+    for origin in settings.CSRF_TRUSTED_ORIGINS:
+        if "*" not in origin:
+            return origin.rstrip("/") + path
+    scheme = "https" if settings.SECURE_SSL_REDIRECT else "http"
+    for host in settings.ALLOWED_HOSTS:
+        if host and host[0] not in ".*" and host not in _LOOPBACK_HOSTS:
+            return f"{scheme}://{host}{path}"
+    return None
+
+
+def _reconnect_text(account: InstagramAccount) -> str:
+    """What needs_reconnect means for the websites: the token is no longer served."""
+    path = reverse("accounts:account", args=[account.slug])
+    where = agent_url(path) or f"the agent's page {path}"
+    urls = ", ".join(
+        reverse(name, args=[account.slug])
+        for name in ("accounts:token-json", "accounts:token-js", "accounts:token-plain")
+    )
+    return (
+        "Instagram no longer accepts this account's token, so it cannot be refreshed "
+        f"and is no longer served: its token URLs ({urls}) answer an error (the .js "
+        "sets the global to null), and feeds on your websites that use it stop showing "
+        f"posts until you reconnect it at {where} (sign in to Instagram again)."
+    )
+
+
 def alert_refresh_failed(
     *,
     account: InstagramAccount,
@@ -190,19 +225,9 @@ def alert_refresh_failed(
     code = getattr(error, "code", None)
     subcode = getattr(error, "subcode", None)
     description = error.describe() if hasattr(error, "describe") else str(error)
-    token = AccessToken.objects.filter(account=account).only("expires_at").first()
-    expiry = (
-        f"The current token keeps being served until it expires on "
-        f"{token.expires_at:%Y-%m-%d %H:%M} UTC."
-        if token
-        else "The account has no stored token."
-    )
     if needs_reconnect:
         subject = f"tokenagent: @{account.username} ({account.slug}) must be reconnected"
-        what = (
-            "Instagram no longer accepts this account's token, so it cannot be refreshed. "
-            "Sign in to the agent and reconnect the account (log in to Instagram again)."
-        )
+        what, expiry = _reconnect_text(account), ""
     else:
         subject = f"tokenagent: refreshing @{account.username} ({account.slug}) failed"
         tries = f" after {attempts} attempts" if attempts else ""
@@ -210,7 +235,14 @@ def alert_refresh_failed(
             f"The refresh failed{tries} and will be tried again later by the schedule. "
             "If this keeps happening, check the agent's configuration and Instagram's status."
         )
-    body = f"{what}\n\nInstagram said: {description}\n{expiry}"
+        token = AccessToken.objects.filter(account=account).only("expires_at").first()
+        expiry = (
+            f"\nThe current token keeps being served until it expires on "
+            f"{token.expires_at:%Y-%m-%d %H:%M} UTC."
+            if token
+            else "\nThe account has no stored token."
+        )
+    body = f"{what}\n\nInstagram said: {description}{expiry}"
     return alert_raise(
         key=refresh_failed_key(account),
         fingerprint=f"{'reconnect' if needs_reconnect else 'failed'}:{type(error).__name__}:"
