@@ -274,6 +274,9 @@ if REFRESH_FREQUENCY not in ("daily", "weekly", "monthly"):
 HIDE_HELP_PAGES = env.bool("HIDE_HELP_PAGES", default=False)
 STARTING_TOKEN = env.str("STARTING_TOKEN", default="")
 WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
+# With it, `Authorization: Bearer <HEALTHZ_TOKEN>` shows /healthz's per-account detail
+# (signed-in owners see it anyway); unset, no bearer does.
+HEALTHZ_TOKEN = env.str("HEALTHZ_TOKEN", default="")
 # Comma-separated Fernet keys, newest first; derived from SECRET_KEY when unset.
 TOKEN_ENCRYPTION_KEY = env.str("TOKEN_ENCRYPTION_KEY", default="")
 # Upper bound for Cache-Control max-age on token responses, in seconds.
