@@ -1,10 +1,14 @@
-"""The periodic job's housekeeping: heartbeat, history, expiring alerts."""
+"""The periodic job's housekeeping: heartbeat, history, expiring alerts, sessions."""
 # ruff: noqa: F811  (pytest fixtures imported from tests.accounts.refresh_support)
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from importlib import import_module
+from unittest import mock
 
 import pytest
+from django.contrib.sessions.models import Session
 from django.core import mail
+from django.db import DatabaseError
 from django.utils import timezone
 
 from accounts.models import InstagramAccount, RefreshAttempt, RefresherHeartbeat
@@ -56,3 +60,63 @@ def test_tick_alerts_expiring_tokens_it_cannot_refresh_now_but_not_the_ones_it_q
     assert len(mail.outbox) == 1
     assert "failing_one" in mail.outbox[0].subject
     assert "expires in 4 days" in mail.outbox[0].subject
+
+
+# --- Expired sessions (issue 11: every /login/ leaves a row behind) ------------------------
+
+
+def _session(key: str, *, expires_in: timedelta) -> Session:
+    return Session.objects.create(
+        session_key=key, session_data="x", expire_date=timezone.now() + expires_in
+    )
+
+
+def _keys() -> set[str]:
+    return set(Session.objects.values_list("session_key", flat=True))
+
+
+@pytest.mark.django_db
+def test_the_tick_prunes_expired_sessions_at_most_once_an_hour():
+    hour = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    _session("expired-one", expires_in=-timedelta(days=1))
+    _session("live-one", expires_in=timedelta(days=1))
+
+    first = tick(now=hour + timedelta(minutes=5))
+    assert _keys() == {"live-one"} and first.sessions_pruned
+
+    _session("expired-two", expires_in=-timedelta(minutes=1))
+    second = tick(now=hour + timedelta(minutes=20))  # the same hour: left for later
+    assert not second.sessions_pruned and _keys() == {"live-one", "expired-two"}
+
+    third = tick(now=hour + timedelta(hours=1, minutes=1))
+    assert _keys() == {"live-one"} and third.sessions_pruned
+
+
+@pytest.mark.django_db
+def test_the_first_tick_ever_prunes_sessions():
+    _session("expired-one", expires_in=-timedelta(seconds=1))
+    result = tick(now=timezone.now())
+    assert _keys() == set() and result.sessions_pruned
+
+
+@pytest.mark.django_db
+def test_a_failing_session_prune_is_logged_and_the_tick_goes_on(caplog, settings):
+    due = make_account(username="due_one")
+    engine = import_module(settings.SESSION_ENGINE)
+    with mock.patch.object(
+        engine.SessionStore, "clear_expired", side_effect=DatabaseError("disk I/O error")
+    ):
+        result = tick(now=timezone.now())
+    assert "could not prune expired sessions" in caplog.text
+    assert result.due == [due.pk] and not result.sessions_pruned
+    assert RefresherHeartbeat.objects.filter(pk=result.heartbeat.pk).exists()
+
+
+@pytest.mark.django_db
+def test_the_beat_task_prunes_expired_sessions(eager_celery):
+    from accounts.tasks import refresh_due_accounts
+
+    _session("expired-one", expires_in=-timedelta(hours=1))
+    _session("live-one", expires_in=timedelta(hours=1))
+    refresh_due_accounts.apply()
+    assert _keys() == {"live-one"}
