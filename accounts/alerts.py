@@ -22,10 +22,14 @@ from django.conf import settings
 from django.core import mail
 from django.db import transaction
 from django.db.models import Q
+from django.urls import reverse
 from django.utils import timezone
 from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from accounts.models import AccessToken, AlertState, InstagramAccount
+from accounts.refresh_policy import heartbeat_stale_after, safety_window
+from accounts.selectors.refresh import heartbeat_is_stale, heartbeat_last
+from accounts.tasks import send_alert as send_alert_task
 from tokenagent.redaction import redact
 
 logger = logging.getLogger(__name__)
@@ -105,8 +109,6 @@ def _dispatch(*, key: str, subject: str, body: str, inline: bool) -> None:
     if not channels:
         logger.warning("ALERT (no ALERT_EMAIL or ALERT_WEBHOOK_URL set) %s: %s", subject, body)
         return
-    from accounts.tasks import send_alert as send_alert_task
-
     for channel in channels:
         if inline:
             _deliver_inline(key=key, channel=channel, subject=subject, body=body)
@@ -179,6 +181,40 @@ def alerts_clear(*, keys: list[str], now: datetime | None = None) -> None:
 # --- The conditions -------------------------------------------------------------------------
 
 
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+
+
+def agent_url(path: str) -> str | None:
+    """``path`` on the agent as an absolute URL, when settings name the agent's
+    address (an exact ``CSRF_TRUSTED_ORIGINS`` entry, else the first specific
+    ``ALLOWED_HOSTS`` name); None when they do not. Alerts go out from the worker,
+    outside any request, so the Host header is no help."""
+    for origin in settings.CSRF_TRUSTED_ORIGINS:
+        if "*" not in origin:
+            return origin.rstrip("/") + path
+    scheme = "https" if settings.SECURE_SSL_REDIRECT else "http"
+    for host in settings.ALLOWED_HOSTS:
+        if host and host[0] not in ".*" and host not in _LOOPBACK_HOSTS:
+            return f"{scheme}://{host}{path}"
+    return None
+
+
+def _reconnect_text(account: InstagramAccount) -> str:
+    """What needs_reconnect means for the websites: the token is no longer served."""
+    path = reverse("accounts:account", args=[account.slug])
+    where = agent_url(path) or f"the agent's page {path}"
+    urls = ", ".join(
+        reverse(name, args=[account.slug])
+        for name in ("accounts:token-json", "accounts:token-js", "accounts:token-plain")
+    )
+    return (
+        "Instagram no longer accepts this account's token, so it cannot be refreshed "
+        f"and is no longer served: its token URLs ({urls}) answer an error (the .js "
+        "sets the global to null), and feeds on your websites that use it stop showing "
+        f"posts until you reconnect it at {where} (sign in to Instagram again)."
+    )
+
+
 def alert_refresh_failed(
     *,
     account: InstagramAccount,
@@ -189,19 +225,9 @@ def alert_refresh_failed(
     code = getattr(error, "code", None)
     subcode = getattr(error, "subcode", None)
     description = error.describe() if hasattr(error, "describe") else str(error)
-    token = AccessToken.objects.filter(account=account).only("expires_at").first()
-    expiry = (
-        f"The current token keeps being served until it expires on "
-        f"{token.expires_at:%Y-%m-%d %H:%M} UTC."
-        if token
-        else "The account has no stored token."
-    )
     if needs_reconnect:
         subject = f"tokenagent: @{account.username} ({account.slug}) must be reconnected"
-        what = (
-            "Instagram no longer accepts this account's token, so it cannot be refreshed. "
-            "Sign in to the agent and reconnect the account (log in to Instagram again)."
-        )
+        what, expiry = _reconnect_text(account), ""
     else:
         subject = f"tokenagent: refreshing @{account.username} ({account.slug}) failed"
         tries = f" after {attempts} attempts" if attempts else ""
@@ -209,7 +235,14 @@ def alert_refresh_failed(
             f"The refresh failed{tries} and will be tried again later by the schedule. "
             "If this keeps happening, check the agent's configuration and Instagram's status."
         )
-    body = f"{what}\n\nInstagram said: {description}\n{expiry}"
+        token = AccessToken.objects.filter(account=account).only("expires_at").first()
+        expiry = (
+            f"\nThe current token keeps being served until it expires on "
+            f"{token.expires_at:%Y-%m-%d %H:%M} UTC."
+            if token
+            else "\nThe account has no stored token."
+        )
+    body = f"{what}\n\nInstagram said: {description}{expiry}"
     return alert_raise(
         key=refresh_failed_key(account),
         fingerprint=f"{'reconnect' if needs_reconnect else 'failed'}:{type(error).__name__}:"
@@ -226,7 +259,7 @@ def alerts_check_expiring(
     the last week), and clear the condition for every other account. Accounts in
     ``about_to_refresh`` (due and queued by this very tick) get their refresh
     first: if it fails, the next tick alerts. Returns how many alerts went out."""
-    window = timedelta(days=settings.REFRESH_SAFETY_WINDOW_DAYS)
+    window = safety_window()
     tokens = (
         AccessToken.objects.filter(
             expires_at__lte=now + window,
@@ -281,13 +314,11 @@ def alerts_check_heartbeat(*, now: datetime | None = None) -> bool:
     ``refresh_tokens`` command (the periodic job cannot report its own death);
     delivered inline because the worker is the suspect. A fresh install whose
     accounts are younger than that limit does not alert yet."""
-    from accounts.selectors.refresh import heartbeat_is_stale, heartbeat_last
-
     now = now or timezone.now()
     if not heartbeat_is_stale(now=now):
         alert_clear(key=HEARTBEAT_KEY, now=now)
         return False
-    limit = timedelta(seconds=2 * settings.REFRESH_TICK_SECONDS)
+    limit = heartbeat_stale_after()
     last = heartbeat_last()
     if last is None and not InstagramAccount.objects.filter(created_at__lt=now - limit).exists():
         return False

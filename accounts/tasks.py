@@ -1,10 +1,12 @@
 """Celery tasks: thin wrappers around the refresh services that own the retry policy.
 
 Beat's one entry (``CELERY_BEAT_SCHEDULE`` in settings) runs
-``refresh_due_accounts`` every ``REFRESH_TICK_SECONDS``; it fans out one
+``refresh_due_accounts`` every ``REFRESH_TICK_SECONDS``; it does the housekeeping
+(heartbeat, pruning, expired sessions once an hour) and fans out one
 ``refresh_account`` per due account. Tasks are acknowledged late and are
 idempotent (the refresh claims its account and re-checks that it is due), so a
-redelivered or duplicated task is harmless.
+redelivered or duplicated task is harmless. Each task imports its service inside
+its body (services import the tasks they queue; this keeps the import one-way).
 """
 
 from __future__ import annotations
@@ -99,7 +101,7 @@ def refresh_account(
 def refresh_due_accounts(trigger: str = RefreshAttempt.Trigger.BEAT) -> int:
     """The periodic job: heartbeat, housekeeping, expiring-soon alerts, then one
     ``refresh_account`` per due account. Returns how many were queued."""
-    from accounts.services.refresh import (
+    from accounts.services.refresher import (
         refresh_queue,
         refresher_heartbeat_set_queued,
         refresher_tick,

@@ -1,14 +1,16 @@
 """The one settings module: every value comes from the environment (12-factor).
 
 Laptop and Heroku differ only by environment variables; tests override what they
-need in ``tests/settings.py``. Importing this module never touches the database
-or Redis (Heroku runs ``collectstatic`` at build time with no services).
+need in ``tests/settings.py``. Importing this module never connects to the database
+or Redis (Heroku runs ``collectstatic`` at build time with no services); it only
+creates the private var/ directory and, for SQLite, the empty 0600 database file.
 The names match ``PRODUCT.md``.
 """
 
 import os
 import secrets
 import ssl
+import stat
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -31,12 +33,37 @@ for _name in [n for n, v in os.environ.items() if v == "" and n.isupper()]:
 DEBUG = env.bool("DEBUG", default=False)
 
 
+def _private_dir(path: Path) -> None:
+    """Create ``path`` readable by this user only (0700); an existing one of ours with
+    wider permissions is tightened. A shared sticky directory (like /tmp) is left as
+    it is: the files that matter are made private one by one."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    info = path.stat()
+    if info.st_uid == os.getuid() and not info.st_mode & stat.S_ISVTX:
+        if stat.S_IMODE(info.st_mode) & 0o077:
+            path.chmod(0o700)
+
+
+def _private_file(path: Path) -> None:
+    """Create the SQLite file ``path`` empty and 0600 before SQLite would create it
+    with the umask's mode, or tighten ours to 0600, with its WAL, shared-memory and
+    journal files (SQLite gives those the database file's mode)."""
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT, 0o600))
+    except OSError:
+        return  # no such or no writable directory: opening the database will say so
+    for name in (path, Path(f"{path}-wal"), Path(f"{path}-shm"), Path(f"{path}-journal")):
+        if name.exists() and name.stat().st_uid == os.getuid():
+            if stat.S_IMODE(name.stat().st_mode) & 0o077:
+                name.chmod(0o600)
+
+
 def _dev_secret_key() -> str:
     """A development key kept in var/ so web, worker and beat share it across restarts.
     Written whole to a private temp file, then linked into place: processes starting
     together never read a half-written key, and all end up with the one that won."""
     path = VAR_DIR / "dev-secret-key"
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    _private_dir(VAR_DIR)
     if not path.exists():
         tmp = VAR_DIR / f".dev-secret-key.{os.getpid()}"
         with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
@@ -114,11 +141,16 @@ TEMPLATES = [
 ]
 
 # --- Database -------------------------------------------------------------------
-VAR_DIR.mkdir(parents=True, exist_ok=True)
+# var/ holds the SQLite database (live session keys), the dev secret key and the
+# embedded broker's messages: private to this user, the database file 0600.
+_private_dir(VAR_DIR)
 DATABASES = {
     "default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'db.sqlite3'}"),
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    _sqlite_name = str(DATABASES["default"]["NAME"])
+    if _sqlite_name and _sqlite_name != ":memory:" and not _sqlite_name.startswith("file:"):
+        _private_file(Path(_sqlite_name))
     # web, worker and beat share one file: WAL lets readers run beside a writer,
     # IMMEDIATE transactions avoid "database is locked" on lock upgrades.
     DATABASES["default"].setdefault("OPTIONS", {}).update(
@@ -274,6 +306,9 @@ if REFRESH_FREQUENCY not in ("daily", "weekly", "monthly"):
 HIDE_HELP_PAGES = env.bool("HIDE_HELP_PAGES", default=False)
 STARTING_TOKEN = env.str("STARTING_TOKEN", default="")
 WEBHOOK_SECRET = env.str("WEBHOOK_SECRET", default="")
+# With it, `Authorization: Bearer <HEALTHZ_TOKEN>` shows /healthz's per-account detail
+# (signed-in owners see it anyway); unset, no bearer does.
+HEALTHZ_TOKEN = env.str("HEALTHZ_TOKEN", default="")
 # Comma-separated Fernet keys, newest first; derived from SECRET_KEY when unset.
 TOKEN_ENCRYPTION_KEY = env.str("TOKEN_ENCRYPTION_KEY", default="")
 # Upper bound for Cache-Control max-age on token responses, in seconds.

@@ -16,7 +16,8 @@ from django.utils.timesince import timesince
 
 from accounts import cors, crypto
 from accounts.models import AccessToken, InstagramAccount, Invite
-from accounts.selectors.refresh import account_health, heartbeat_status
+from accounts.refresh_policy import account_health
+from accounts.selectors.refresh import heartbeat_status
 from accounts.services.connect import invite_link_token
 
 # --- Accounts ------------------------------------------------------------------------------------

@@ -1,7 +1,9 @@
-"""Reads about the refresher: what is due, its heartbeat, each account's health."""
+"""Reads about the refresher: what is due, its heartbeat, each account's health.
+The decisions themselves are :mod:`accounts.refresh_policy`'s."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -10,19 +12,14 @@ from django.db.models import Q
 from django.utils import timezone
 
 from accounts.models import AccessToken, InstagramAccount, RefreshAttempt, RefresherHeartbeat
-from accounts.services.refresh import (
+from accounts.refresh_policy import (
+    HEALTH_STATES,
     MIN_TOKEN_AGE,
-    safety_window,
+    account_health,
     token_is_due,
     token_next_refresh_at,
 )
-
-# Per-account health, as /healthz and the dashboard say it.
-OK = "ok"
-EXPIRING = "expiring"
-NEEDS_RECONNECT = "needs_reconnect"
-DISCONNECTED = "disconnected"
-UNHEALTHY = {EXPIRING, NEEDS_RECONNECT}
+from accounts.refresh_policy import heartbeat_is_stale as _stale
 
 
 def heartbeat_last() -> RefresherHeartbeat | None:
@@ -31,10 +28,8 @@ def heartbeat_last() -> RefresherHeartbeat | None:
 
 def heartbeat_is_stale(*, now: datetime | None = None) -> bool:
     """True when the periodic job has not run for longer than twice its period."""
-    now = now or timezone.now()
     last = heartbeat_last()
-    limit = timedelta(seconds=2 * settings.REFRESH_TICK_SECONDS)
-    return last is None or now - last.ran_at > limit
+    return _stale(last_run=last.ran_at if last else None, now=now or timezone.now())
 
 
 def accounts_due_for_refresh(
@@ -77,20 +72,6 @@ def next_refresh_at(*, account: InstagramAccount) -> datetime | None:
     return token_next_refresh_at(token=token, account=account)
 
 
-def account_health(*, account: InstagramAccount, token: AccessToken | None, now: datetime) -> str:
-    """``ok`` / ``expiring`` (within the safety window) / ``needs_reconnect``
-    (Instagram refused the token, or it is missing or expired) / ``disconnected``."""
-    if account.status == InstagramAccount.Status.DISCONNECTED:
-        return DISCONNECTED
-    if account.status == InstagramAccount.Status.NEEDS_RECONNECT or token is None:
-        return NEEDS_RECONNECT
-    if token.expires_at <= now:
-        return NEEDS_RECONNECT
-    if token.expires_at - now <= safety_window():
-        return EXPIRING
-    return OK
-
-
 def accounts_health(*, now: datetime | None = None) -> dict[str, str]:
     """Every account's health by slug (never a token)."""
     now = now or timezone.now()
@@ -104,6 +85,14 @@ def accounts_health(*, now: datetime | None = None) -> dict[str, str]:
     return result
 
 
+def health_counts(states: Iterable[str]) -> dict[str, int]:
+    """How many accounts are in each health state (every state listed, zeros too)."""
+    counts = dict.fromkeys(HEALTH_STATES, 0)
+    for state in states:
+        counts[state] += 1
+    return counts
+
+
 @dataclass(frozen=True)
 class HeartbeatStatus:
     last_run: datetime | None
@@ -115,12 +104,11 @@ class HeartbeatStatus:
 def heartbeat_status(*, now: datetime | None = None) -> HeartbeatStatus:
     now = now or timezone.now()
     last = heartbeat_last()
-    age = int((now - last.ran_at).total_seconds()) if last else None
-    limit = timedelta(seconds=2 * settings.REFRESH_TICK_SECONDS)
+    last_run = last.ran_at if last else None
     return HeartbeatStatus(
-        last_run=last.ran_at if last else None,
-        age_seconds=age,
-        stale=last is None or now - last.ran_at > limit,
+        last_run=last_run,
+        age_seconds=int((now - last_run).total_seconds()) if last_run else None,
+        stale=_stale(last_run=last_run, now=now),
         period_seconds=settings.REFRESH_TICK_SECONDS,
     )
 

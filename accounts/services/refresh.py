@@ -1,18 +1,16 @@
-"""The refresh engine: decide what is due, refresh one account safely, keep house.
+"""The refresh engine: refresh one account safely and settle what went wrong.
 
-Rules (instagram-api.md section 4 and PRODUCT.md "Refresh"):
+When a token is due is :mod:`accounts.refresh_policy`'s decision; the periodic
+job's housekeeping (heartbeat, pruning, fan-out) is :mod:`accounts.services.refresher`.
 
-- A long-lived token can be refreshed only when it is at least 24 hours old and
-  not expired; the new one is valid 60 days from the refresh. We refresh on the
-  account's schedule (``REFRESH_FREQUENCY`` or the per-account override) and in
-  any case once it expires within ``REFRESH_SAFETY_WINDOW_DAYS``.
-- One refresh per account at a time: a refresh claims the account by moving
-  ``refresh_locked_until`` forward in one conditional UPDATE (works on SQLite and
-  PostgreSQL, no transaction held open) and gives the claim back when done. A
-  killed worker's claim lapses after ``REFRESH_LOCK_SECONDS``.
+- One refresh per account at a time: a refresh claims the account
+  (:mod:`accounts.services.refresh_claim`) and gives the claim back when done.
 - No transaction is open during the HTTP call. The new token, its expiry, the
   account status, the history row and the release of the claim are committed
   together; until then the old token stays stored and served.
+- Every write to an account goes through ``Model.save()``
+  (:func:`~accounts.services.refresh_claim.account_update`), so the token cache's
+  receivers (:mod:`accounts.token_cache`) drop the served entry after commit.
 - Errors are classified by the typed client errors. Permanent ones (invalid
   token, lost permission, configuration) are settled here; retryable ones
   (transient, rate limit, malformed answer) are recorded and re-raised so the
@@ -23,24 +21,32 @@ Rules (instagram-api.md section 4 and PRODUCT.md "Refresh"):
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from django.conf import settings
 from django.db import transaction
-from django.db.models import Q
 from django.utils import timezone
 
-from accounts import alerts, instagram, token_cache
+from accounts import alerts, instagram
 from accounts.crypto import InvalidToken
-from accounts.models import AccessToken, InstagramAccount, RefreshAttempt, RefresherHeartbeat
+from accounts.models import AccessToken, InstagramAccount, RefreshAttempt
+
+# MIN_TOKEN_AGE, safety_window and token_next_refresh_at stay importable from here:
+# kept for modules being split in parallel; lead removes.
+from accounts.refresh_policy import (
+    MIN_TOKEN_AGE,  # noqa: F401
+    safety_window,
+    token_is_due,
+    token_next_refresh_at,
+)
+from accounts.services.refresh_claim import (
+    account_refresh_claim,
+    account_refresh_release,
+    account_update,
+)
 from accounts.services.tokens import token_store
 from tokenagent.redaction import redact
 
 logger = logging.getLogger(__name__)
-
-# Instagram refuses to refresh a token younger than this (instagram-api.md section 4).
-MIN_TOKEN_AGE = timedelta(hours=24)
 
 Outcome = RefreshAttempt.Outcome
 Trigger = RefreshAttempt.Trigger
@@ -53,67 +59,6 @@ class RefreshInProgress(Exception):  # noqa: N818 (a state, not a failure)
         self.account_id = account.pk
         self.locked_until = locked_until
         super().__init__(f"a refresh of {account.slug} is already running")
-
-
-# --- Due decision ------------------------------------------------------------------------
-
-
-def safety_window() -> timedelta:
-    return timedelta(days=settings.REFRESH_SAFETY_WINDOW_DAYS)
-
-
-def token_last_renewed_at(*, token: AccessToken) -> datetime:
-    """When the token was last issued or refreshed: the schedule counts from here."""
-    return max(token.issued_at, token.refreshed_at or token.issued_at)
-
-
-def token_is_due(*, token: AccessToken | None, account: InstagramAccount, now: datetime) -> bool:
-    """The one due decision.
-
-    Due = the account is active, the token is at least 24 h old and unexpired, and
-    either its refresh interval has passed since it was last issued/refreshed or it
-    expires within the safety window.
-    """
-    if token is None or account.status != InstagramAccount.Status.ACTIVE:
-        return False
-    if now - token.issued_at < MIN_TOKEN_AGE or token.expires_at <= now:
-        return False
-    if now >= token_last_renewed_at(token=token) + account.refresh_interval:
-        return True
-    return token.expires_at - now <= safety_window()
-
-
-def token_next_refresh_at(*, token: AccessToken, account: InstagramAccount) -> datetime:
-    """When :func:`token_is_due` first turns true (may be in the past when overdue)."""
-    on_schedule = token_last_renewed_at(token=token) + account.refresh_interval
-    in_window = token.expires_at - safety_window()
-    earliest = token.issued_at + MIN_TOKEN_AGE
-    return max(min(on_schedule, in_window), earliest)
-
-
-# --- The claim -----------------------------------------------------------------------------
-
-
-def account_refresh_claim(
-    *, account: InstagramAccount, now: datetime, statuses: list[str] | None = None
-) -> datetime | None:
-    """Claim ``account`` for one refresh; returns the claim's expiry, or None when
-    someone else holds a live claim (or its status is not in ``statuses``). One
-    conditional UPDATE, checked by its row count."""
-    until = now + timedelta(seconds=settings.REFRESH_LOCK_SECONDS)
-    rows = InstagramAccount.objects.filter(pk=account.pk).filter(
-        Q(refresh_locked_until__isnull=True) | Q(refresh_locked_until__lt=now)
-    )
-    if statuses is not None:
-        rows = rows.filter(status__in=statuses)
-    return until if rows.update(refresh_locked_until=until) else None
-
-
-def account_refresh_release(*, account: InstagramAccount, claim: datetime) -> None:
-    """Give the claim back, unless it already lapsed and someone else took it."""
-    InstagramAccount.objects.filter(pk=account.pk, refresh_locked_until=claim).update(
-        refresh_locked_until=None
-    )
 
 
 # --- One refresh ---------------------------------------------------------------------------
@@ -160,15 +105,12 @@ def _skip(
 
 
 def _set_error(*, account: InstagramAccount, error: instagram.InstagramError, **fields) -> None:
-    InstagramAccount.objects.filter(pk=account.pk).update(
+    account_update(
+        account=account,
         last_error=redact(error.describe())[:2000],
         last_error_at=timezone.now(),
-        updated_at=timezone.now(),
         **fields,
     )
-    if "status" in fields:
-        # The served entry carries the status (a needs_reconnect token is not served).
-        transaction.on_commit(lambda: token_cache.invalidate(account))
 
 
 _CLASS_OUTCOMES: list[tuple[type[instagram.InstagramError], str]] = [
@@ -347,12 +289,13 @@ def _refresh_claimed(
                 message="A newer token was stored while this refresh ran; kept it.",
                 record=True,
             )
-        InstagramAccount.objects.filter(pk=account.pk).update(
+        had_error = bool(account.last_error)
+        account_update(
+            account=account,
             status=InstagramAccount.Status.ACTIVE,
             last_error="",
             last_error_at=None,
             refresh_locked_until=None,
-            updated_at=timezone.now(),
         )
         result = _record(
             account=account,
@@ -362,7 +305,7 @@ def _refresh_claimed(
             attempt=attempt,
             message=f"Refreshed; expires {grant.expires_at:%Y-%m-%d %H:%M} UTC.",
         )
-        if account.last_error or token.expires_at - now <= safety_window():
+        if had_error or token.expires_at - now <= safety_window():
             # Only then can a failure or an expiring-soon alert be standing.
             alerts.alerts_clear(
                 keys=[alerts.refresh_failed_key(account), alerts.expiring_key(account)]
@@ -421,65 +364,3 @@ def token_refresh_give_up(
         alerts.alert_refresh_failed(
             account=account, error=error, needs_reconnect=False, attempts=attempts
         )
-
-
-# --- Housekeeping, once per tick ------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TickResult:
-    heartbeat: RefresherHeartbeat
-    due: list[int]
-    pruned_attempts: int
-    pruned_heartbeats: int
-
-
-def refresher_heartbeat_record(*, now: datetime, accounts_due: int = 0) -> RefresherHeartbeat:
-    return RefresherHeartbeat.objects.create(ran_at=now, accounts_due=accounts_due)
-
-
-def refresher_heartbeat_set_queued(*, heartbeat: RefresherHeartbeat, queued: int) -> None:
-    RefresherHeartbeat.objects.filter(pk=heartbeat.pk).update(accounts_queued=queued)
-
-
-def refresh_history_prune(*, now: datetime) -> tuple[int, int]:
-    """Drop refresh attempts older than REFRESH_HISTORY_DAYS and heartbeats older
-    than a week (keeps the tables small; one tick every 15 min is ~700 rows/week)."""
-    attempts, _ = RefreshAttempt.objects.filter(
-        started_at__lt=now - timedelta(days=settings.REFRESH_HISTORY_DAYS)
-    ).delete()
-    heartbeats, _ = RefresherHeartbeat.objects.filter(ran_at__lt=now - timedelta(days=7)).delete()
-    return attempts, heartbeats
-
-
-def refresher_tick(*, now: datetime | None = None) -> TickResult:
-    """What each periodic run does besides queueing: record the heartbeat, prune
-    old history, raise/clear the expiring-soon alerts and clear a heartbeat alert
-    (the refresher evidently runs). Returns the ids of the accounts due."""
-    from accounts.selectors.refresh import accounts_due_for_refresh
-
-    now = now or timezone.now()
-    due = [a.pk for a in accounts_due_for_refresh(now=now)]
-    heartbeat = refresher_heartbeat_record(now=now, accounts_due=len(due))
-    pruned_attempts, pruned_heartbeats = refresh_history_prune(now=now)
-    alerts.alerts_check_expiring(now=now, about_to_refresh=set(due))
-    alerts.alert_clear(key=alerts.HEARTBEAT_KEY)
-    return TickResult(
-        heartbeat=heartbeat,
-        due=due,
-        pruned_attempts=pruned_attempts,
-        pruned_heartbeats=pruned_heartbeats,
-    )
-
-
-def refresh_queue(
-    *, account_ids: list[int], trigger: str = Trigger.BEAT, force: bool = False
-) -> int:
-    """Queue one ``refresh_account`` task per account (each account is its own
-    task, so one failing account never delays or stops another). Broker errors
-    propagate to the caller."""
-    from accounts.tasks import refresh_account as refresh_account_task
-
-    for account_id in account_ids:
-        refresh_account_task.delay(account_id, trigger, force)
-    return len(account_ids)

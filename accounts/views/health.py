@@ -5,7 +5,13 @@ JSON, never a token::
     {"status": "ok" | "degraded", "database": "ok" | "down", "broker": "ok" | "down",
      "heartbeat": {"last_run": iso | null, "age_seconds": n | null,
                    "period_seconds": n, "stale": bool},
-     "accounts": {"<slug>": "ok" | "expiring" | "needs_reconnect" | "disconnected"}}
+     "accounts": {"ok": n, "expiring": n, "needs_reconnect": n, "disconnected": n},
+     "per_account": {"<slug>": "ok" | "expiring" | ...}}
+
+``per_account`` only for a signed-in owner or a request carrying
+``Authorization: Bearer <HEALTHZ_TOKEN>``: anyone else learns how many accounts
+are in each state, never which accounts exist (their slugs are the token URLs).
+A missing, wrong or malformed bearer gets the public answer, not an error.
 
 200 when the database and broker answer, the refresher ran within twice its
 period and no account is ``expiring`` or ``needs_reconnect``; 503 otherwise
@@ -15,8 +21,10 @@ A stale heartbeat also raises the deduplicated heartbeat-stopped alert here:
 the periodic job cannot report its own death, the web process can.
 """
 
+import hmac
 import logging
 
+from django.conf import settings
 from django.db import DatabaseError, connection
 from django.http import HttpRequest, JsonResponse
 from django.utils import timezone
@@ -24,10 +32,27 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_safe
 
 from accounts import alerts
+from accounts.permissions import is_owner
+from accounts.refresh_policy import UNHEALTHY
 from accounts.selectors import health as health_selectors
 from accounts.selectors import refresh as refresh_selectors
 
 logger = logging.getLogger(__name__)
+
+
+def _bearer_is_valid(request: HttpRequest) -> bool:
+    """``Authorization: Bearer <HEALTHZ_TOKEN>``, compared in constant time; never
+    true while HEALTHZ_TOKEN is unset."""
+    expected = settings.HEALTHZ_TOKEN or ""
+    scheme, _, credentials = request.headers.get("Authorization", "").partition(" ")
+    credentials = credentials.strip()
+    if not expected or scheme.lower() != "bearer" or not credentials:
+        return False
+    return hmac.compare_digest(credentials.encode(), expected.encode())
+
+
+def _may_see_accounts(request: HttpRequest) -> bool:
+    return _bearer_is_valid(request) or is_owner(request.user)
 
 
 @require_safe
@@ -44,6 +69,7 @@ def healthz(request: HttpRequest) -> JsonResponse:
             accounts = refresh_selectors.accounts_health(now=now)
             if beat.stale:
                 alerts.alerts_check_heartbeat(now=now)
+            detail = _may_see_accounts(request)
         except DatabaseError:
             logger.exception("healthz could not read the database")
             connection.close()
@@ -56,11 +82,11 @@ def healthz(request: HttpRequest) -> JsonResponse:
                 "period_seconds": beat.period_seconds,
                 "stale": beat.stale,
             }
-            body["accounts"] = accounts
+            body["accounts"] = refresh_selectors.health_counts(accounts.values())
+            if detail:
+                body["per_account"] = accounts
             healthy = (
-                healthy
-                and not beat.stale
-                and not any(s in refresh_selectors.UNHEALTHY for s in accounts.values())
+                healthy and not beat.stale and not any(s in UNHEALTHY for s in accounts.values())
             )
     if not healthy:
         body["status"] = "degraded"

@@ -29,7 +29,8 @@ from accounts import instagram
 from accounts.models import InstagramAccount, RefreshAttempt
 from accounts.permissions import owner_required
 from accounts.selectors.refresh import accounts_due_for_refresh
-from accounts.services.refresh import RefreshInProgress, refresh_queue, token_refresh
+from accounts.services.refresh import RefreshInProgress, token_refresh
+from accounts.services.refresher import refresh_queue
 
 logger = logging.getLogger(__name__)
 

@@ -147,7 +147,52 @@ def test_refresh_failed_alert_text(channels, settings):
     assert kwargs["channel"] == "email"
     assert "@acme_bakery (acme) must be reconnected" in kwargs["subject"]
     assert "Session has expired (code 190/463)" in kwargs["body"]
-    assert "keeps being served until" in kwargs["body"]
+
+
+def _alert_body(account, *, error, needs_reconnect: bool) -> str:
+    with mock.patch("django.db.transaction.on_commit", side_effect=lambda fn, **kw: fn()):
+        with mock.patch("accounts.tasks.send_alert.delay") as delay:
+            alerts.alert_refresh_failed(
+                account=account, error=error, needs_reconnect=needs_reconnect
+            )
+    return delay.call_args.kwargs["body"]
+
+
+def test_the_reconnect_alert_says_the_token_is_no_longer_served(channels, settings):
+    """A needs_reconnect token is not served (503, the JS global is null): the
+    alert must not promise it keeps being served."""
+    settings.ALERT_WEBHOOK_URL = ""
+    settings.CSRF_TRUSTED_ORIGINS = ["https://agent.example.com"]
+    account = make_account(username="acme_bakery", slug="acme")
+    error = instagram.InstagramAuthError("Session has expired", code=190, subcode=463)
+    body = _alert_body(account, error=error, needs_reconnect=True)
+    assert "keeps being served" not in body
+    assert "/token/acme.json" in body and "answer an error" in body
+    assert "feeds on your websites that use it stop" in body
+    assert "until you reconnect it at https://agent.example.com/accounts/acme/" in body
+
+
+def test_the_reconnect_link_is_a_path_when_the_agent_cannot_know_its_address(channels, settings):
+    settings.ALERT_WEBHOOK_URL = ""
+    settings.CSRF_TRUSTED_ORIGINS = ["https://*.example.com"]
+    settings.ALLOWED_HOSTS = ["localhost", "127.0.0.1", ".herokuapp.com"]
+    account = make_account(username="acme_bakery", slug="acme")
+    error = instagram.InstagramPermissionError("Permission lost", code=10)
+    body = _alert_body(account, error=error, needs_reconnect=True)
+    assert "reconnect it at the agent's page /accounts/acme/" in body
+    settings.ALLOWED_HOSTS = ["localhost", "agent.example.org"]
+    settings.SECURE_SSL_REDIRECT = True
+    assert alerts.agent_url("/accounts/acme/") == "https://agent.example.org/accounts/acme/"
+    settings.SECURE_SSL_REDIRECT = False
+    assert alerts.agent_url("/accounts/acme/") == "http://agent.example.org/accounts/acme/"
+
+
+def test_a_failed_refresh_of_an_active_account_says_the_token_is_still_served(channels, settings):
+    settings.ALERT_WEBHOOK_URL = ""
+    account = make_account(username="acme_bakery", slug="acme")
+    error = instagram.InstagramTransientError("Instagram answered HTTP 500", status=500)
+    body = _alert_body(account, error=error, needs_reconnect=False)
+    assert "keeps being served until it expires on" in body
 
 
 def test_expiring_check_alerts_daily_and_clears_when_refreshed(channels, settings):

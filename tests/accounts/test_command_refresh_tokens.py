@@ -13,7 +13,7 @@ from django.core.management import CommandError, call_command
 from django.utils import timezone
 
 from accounts.models import RefreshAttempt, RefresherHeartbeat
-from accounts.services import refresh as svc
+from accounts.services import refresh_claim as claims
 from tests import instagram_fakes as fakes
 from tests.accounts.refresh_support import (  # noqa: F401
     OLD_TOKEN,
@@ -118,7 +118,7 @@ def test_not_due_named_account_is_skipped_without_force(ig):
 
 
 def test_busy_account_is_not_a_failure(ig, account):
-    svc.account_refresh_claim(account=account, now=timezone.now())
+    claims.account_refresh_claim(account=account, now=timezone.now())
     output, code = run("acme")
     assert code == 0 and by_slug(output)["acme"].startswith("busy")
     assert refresh_calls(ig) == []

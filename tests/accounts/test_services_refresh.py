@@ -1,4 +1,5 @@
-"""The refresh engine's service: the due decision, the claim, each failure class."""
+"""The refresh engine's service: one refresh, the claim, each failure class (the due
+decision itself is tests/accounts/test_refresh_policy.py)."""
 # ruff: noqa: F811  (pytest fixtures imported from tests.accounts.refresh_support)
 
 import threading
@@ -16,9 +17,9 @@ from accounts.models import (
     AlertState,
     InstagramAccount,
     RefreshAttempt,
-    RefresherHeartbeat,
 )
 from accounts.services import refresh as svc
+from accounts.services import refresh_claim as claims
 from accounts.services.tokens import token_store
 from tests import instagram_fakes as fakes
 from tests.accounts.refresh_support import (  # noqa: F401 (fixtures)
@@ -34,92 +35,6 @@ from tests.factories import make_account
 
 NOW = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
 Outcome = RefreshAttempt.Outcome
-
-
-# --- The due decision (pure: unsaved model instances, no database) -----------------------
-
-
-def _pair(*, age, expires_in, frequency="", status="active", refreshed_ago=None):
-    account = InstagramAccount(slug="x", status=status, refresh_frequency=frequency)
-    token = AccessToken(
-        issued_at=NOW - age,
-        expires_at=NOW + expires_in,
-        refreshed_at=NOW - refreshed_ago if refreshed_ago is not None else None,
-    )
-    return token, account
-
-
-H, D = timedelta(hours=1), timedelta(days=1)
-
-
-@pytest.mark.parametrize(
-    ("case", "age", "expires_in", "frequency", "due"),
-    [
-        ("fresh token", 0 * H, 60 * D, "daily", False),
-        ("23 h old, daily", 23 * H, 59 * D, "daily", False),
-        ("25 h old, daily", 25 * H, 59 * D, "daily", True),
-        ("25 h old, weekly", 25 * H, 59 * D, "weekly", False),
-        ("6 days old, weekly", 6 * D, 54 * D, "weekly", False),
-        ("7 days old, weekly", 7 * D, 53 * D, "weekly", True),
-        ("29 days old, monthly", 29 * D, 31 * D, "monthly", False),
-        ("30 days old, monthly", 30 * D, 30 * D, "monthly", True),
-        ("inside the safety window", 2 * D, 6 * D, "monthly", True),
-        ("exactly at the window's edge", 2 * D, 7 * D, "monthly", True),
-        ("just outside the window", 2 * D, 7 * D + H, "monthly", False),
-        ("23 h old inside the window: the 24 h floor wins", 23 * H, 3 * D, "monthly", False),
-        ("expired", 61 * D, -1 * D, "daily", False),
-        ("expires this second", 60 * D, 0 * D, "daily", False),
-    ],
-)
-def test_token_is_due_table(case, age, expires_in, frequency, due):
-    token, account = _pair(age=age, expires_in=expires_in, frequency=frequency)
-    assert svc.token_is_due(token=token, account=account, now=NOW) is due, case
-
-
-@pytest.mark.parametrize(
-    ("setting", "age", "due"),
-    [("daily", 25 * H, True), ("weekly", 25 * H, False), ("monthly", 8 * D, False)],
-)
-def test_default_frequency_comes_from_settings(settings, setting, age, due):
-    settings.REFRESH_FREQUENCY = setting
-    token, account = _pair(age=age, expires_in=50 * D)
-    assert svc.token_is_due(token=token, account=account, now=NOW) is due
-
-
-def test_per_account_frequency_overrides_the_setting(settings):
-    settings.REFRESH_FREQUENCY = "monthly"
-    token, account = _pair(age=2 * D, expires_in=58 * D, frequency="daily")
-    assert svc.token_is_due(token=token, account=account, now=NOW)
-
-
-def test_interval_counts_from_the_last_refresh():
-    token, account = _pair(age=10 * D, expires_in=58 * D, frequency="weekly", refreshed_ago=2 * D)
-    assert not svc.token_is_due(token=token, account=account, now=NOW)
-
-
-@pytest.mark.parametrize("status", ["needs_reconnect", "disconnected"])
-def test_only_active_accounts_are_due(status):
-    token, account = _pair(age=8 * D, expires_in=5 * D, frequency="daily", status=status)
-    assert not svc.token_is_due(token=token, account=account, now=NOW)
-
-
-def test_no_token_is_never_due():
-    assert not svc.token_is_due(token=None, account=InstagramAccount(status="active"), now=NOW)
-
-
-def test_next_refresh_at_is_when_due_turns_true():
-    token, account = _pair(age=2 * D, expires_in=58 * D, frequency="weekly")
-    at = svc.token_next_refresh_at(token=token, account=account)
-    assert at == NOW + 5 * D
-    assert not svc.token_is_due(token=token, account=account, now=at - timedelta(seconds=1))
-    assert svc.token_is_due(token=token, account=account, now=at)
-
-
-def test_next_refresh_at_respects_window_and_24h_floor():
-    token, account = _pair(age=1 * H, expires_in=3 * D, frequency="monthly")
-    assert svc.token_next_refresh_at(token=token, account=account) == NOW + 23 * H
-    token, account = _pair(age=3 * D, expires_in=10 * D, frequency="monthly")
-    assert svc.token_next_refresh_at(token=token, account=account) == NOW + 3 * D
 
 
 # --- Success --------------------------------------------------------------------------------
@@ -289,6 +204,47 @@ def test_invalid_token_or_lost_permission_needs_reconnect_and_alerts_once(
 
 
 @pytest.mark.django_db
+def test_a_token_marked_needs_reconnect_stops_being_served_at_once(
+    ig, account, client, django_capture_on_commit_callbacks
+):
+    """The status change is saved through the ORM: the token cache's receivers drop
+    the served entry on commit, with no explicit invalidation in the service."""
+    assert client.get("/token/acme.json").json()["token"] == OLD_TOKEN  # now cached
+    assert client.get("/token.json").status_code == 200
+    add_refresh_error(ig, code=190)
+    with django_capture_on_commit_callbacks(execute=True):
+        svc.token_refresh(account=account, trigger="beat")
+    response = client.get("/token/acme.json")
+    assert response.status_code == 503 and response.json()["error"] == "needs_reconnect"
+    assert client.get("/token.json").json()["error"] == "needs_reconnect"
+    assert OLD_TOKEN not in client.get("/token/acme.js").content.decode()
+
+
+@pytest.mark.django_db
+def test_no_refresh_path_writes_an_account_with_a_queryset_update(ig, account, monkeypatch):
+    """Every account write goes through save(), which the cache receivers see."""
+    from django.db.models import QuerySet
+
+    real_update = QuerySet.update
+
+    def update(self, **kwargs):
+        assert self.model not in (InstagramAccount, AccessToken), kwargs
+        return real_update(self, **kwargs)
+
+    monkeypatch.setattr(QuerySet, "update", update)
+    add_refresh_error(ig, status=500, body={})
+    with pytest.raises(instagram.InstagramTransientError):
+        svc.token_refresh(account=account, trigger="beat")
+    add_refresh_error(ig, code=190)
+    svc.token_refresh(account=account, trigger="beat")
+    svc.token_refresh_give_up(
+        account=account, error=instagram.InstagramTransientError("x"), attempts=3
+    )
+    account.refresh_from_db()
+    assert account.status == "needs_reconnect" and account.refresh_locked_until is None
+
+
+@pytest.mark.django_db
 def test_messages_are_redacted(ig, account):
     add_refresh_error(
         ig, code=190, message=f"Invalid OAuth access token - Cannot parse {OLD_TOKEN}"
@@ -375,7 +331,7 @@ def test_account_without_token_is_skipped(ig):
 
 @pytest.mark.django_db
 def test_a_held_claim_blocks_a_second_refresh_without_calling_instagram(ig, account):
-    claim = svc.account_refresh_claim(account=account, now=timezone.now())
+    claim = claims.account_refresh_claim(account=account, now=timezone.now())
     assert claim is not None
     with pytest.raises(svc.RefreshInProgress) as info:
         svc.token_refresh(account=account, trigger="hook")
@@ -390,7 +346,7 @@ def test_a_held_claim_blocks_a_second_refresh_without_calling_instagram(ig, acco
 def test_a_lapsed_claim_can_be_taken(ig, account, settings):
     settings.REFRESH_LOCK_SECONDS = 150
     past = timezone.now() - timedelta(minutes=10)
-    assert svc.account_refresh_claim(account=account, now=past) is not None
+    assert claims.account_refresh_claim(account=account, now=past) is not None
     fakes.register_refresh(ig)
     assert svc.token_refresh(account=account, trigger="beat").outcome == Outcome.SUCCESS
 
@@ -398,9 +354,9 @@ def test_a_lapsed_claim_can_be_taken(ig, account, settings):
 @pytest.mark.django_db
 def test_release_does_not_free_someone_elses_claim(account):
     now = timezone.now()
-    mine = svc.account_refresh_claim(account=account, now=now - timedelta(minutes=10))
-    theirs = svc.account_refresh_claim(account=account, now=now)
-    svc.account_refresh_release(account=account, claim=mine)
+    mine = claims.account_refresh_claim(account=account, now=now - timedelta(minutes=10))
+    theirs = claims.account_refresh_claim(account=account, now=now)
+    claims.account_refresh_release(account=account, claim=mine)
     account.refresh_from_db()
     assert account.refresh_locked_until == theirs
 
@@ -444,49 +400,3 @@ def test_two_concurrent_refreshes_make_exactly_one_call():
         assert attempt.outcome == Outcome.SKIPPED and attempt.pk is None
         assert len(rsps.calls) == 0
     assert token_of(account).value == "IGAAconcurrentNew00001"
-
-
-# --- Housekeeping ----------------------------------------------------------------------------
-
-
-@pytest.mark.django_db
-def test_tick_records_heartbeat_prunes_and_lists_due(settings):
-    settings.REFRESH_HISTORY_DAYS = 90
-    now = timezone.now()
-    due = make_account(username="due_one")
-    make_account(username="fresh_one", token_age=timedelta(hours=3))
-    old = RefreshAttempt.objects.create(
-        account=due, outcome="success", started_at=now - timedelta(days=91)
-    )
-    recent = RefreshAttempt.objects.create(
-        account=due, outcome="success", started_at=now - timedelta(days=89)
-    )
-    RefresherHeartbeat.objects.create(ran_at=now - timedelta(days=8))
-
-    result = svc.refresher_tick(now=now)
-
-    assert result.due == [due.pk]
-    assert result.heartbeat.accounts_due == 1 and result.heartbeat.ran_at == now
-    assert not RefreshAttempt.objects.filter(pk=old.pk).exists()
-    assert RefreshAttempt.objects.filter(pk=recent.pk).exists()
-    assert list(RefresherHeartbeat.objects.all()) == [result.heartbeat]
-    assert (result.pruned_attempts, result.pruned_heartbeats) == (1, 1)
-
-
-@pytest.mark.django_db
-def test_tick_alerts_expiring_tokens_it_cannot_refresh_now_but_not_the_ones_it_queues(
-    settings, django_capture_on_commit_callbacks, eager_celery
-):
-    settings.ALERT_EMAIL = ["owner@example.com"]
-    now = timezone.now()
-    queued = make_account(username="queued_one", expires_in=timedelta(days=5))
-    failing = make_account(username="failing_one", expires_in=timedelta(days=4))
-    InstagramAccount.objects.filter(pk=failing.pk).update(
-        last_error="HTTP 500", last_error_at=now - timedelta(minutes=5)
-    )
-    with django_capture_on_commit_callbacks(execute=True):
-        result = svc.refresher_tick(now=now)
-    assert result.due == [queued.pk]
-    assert len(mail.outbox) == 1
-    assert "failing_one" in mail.outbox[0].subject
-    assert "expires in 4 days" in mail.outbox[0].subject

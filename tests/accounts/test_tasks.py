@@ -12,7 +12,7 @@ from kombu.exceptions import OperationalError
 
 from accounts import instagram, tasks
 from accounts.models import InstagramAccount, RefreshAttempt, RefresherHeartbeat
-from accounts.services import refresh as svc
+from accounts.services import refresh_claim as claims
 from tests import instagram_fakes as fakes
 from tests.accounts.refresh_support import (  # noqa: F401
     OLD_TOKEN,
@@ -142,7 +142,7 @@ def test_retry_uses_the_rate_limit_hint(ig, account):
 
 
 def test_busy_account_is_retried_when_the_claim_lapses(ig, account):
-    claim = svc.account_refresh_claim(account=account, now=timezone.now())
+    claim = claims.account_refresh_claim(account=account, now=timezone.now())
     with mock.patch.object(tasks.refresh_account, "retry", side_effect=RuntimeError) as retry:
         with pytest.raises(RuntimeError):
             tasks.refresh_account.run(account.pk, "beat")

@@ -1,5 +1,7 @@
-"""GET /healthz: database, broker, heartbeat, per-account health; 200 or 503; no token."""
+"""GET /healthz: database, broker, heartbeat, account counts; 200 or 503; no token.
+Per-account detail only for a signed-in owner or with the HEALTHZ_TOKEN bearer."""
 
+import hmac
 import socket
 import time
 from datetime import timedelta
@@ -16,6 +18,8 @@ from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db
 TOKEN = "IGAAtestLongLivedToken0000000001"
+HEALTHZ_TOKEN = "healthz-bearer-0123456789abcdef"
+NO_ACCOUNTS = {"ok": 0, "expiring": 0, "needs_reconnect": 0, "disconnected": 0}
 
 
 @pytest.fixture
@@ -52,7 +56,8 @@ def test_all_well_is_200(client, filesystem_broker, beating, account):
     assert body["heartbeat"]["stale"] is False
     assert body["heartbeat"]["age_seconds"] in range(170, 200)
     assert body["heartbeat"]["last_run"] == beating.ran_at.isoformat()
-    assert body["accounts"] == {"acme": "ok", "removed": "disconnected"}
+    assert body["accounts"] == {**NO_ACCOUNTS, "ok": 1, "disconnected": 1}
+    assert "per_account" not in body
     assert TOKEN not in response.content.decode()
 
 
@@ -69,7 +74,7 @@ def test_an_unhealthy_account_is_503(client, filesystem_broker, beating, change,
     response = client.get("/healthz")
     assert response.status_code == 503
     assert response.json()["status"] == "degraded"
-    assert response.json()["accounts"] == {"sick": state}
+    assert response.json()["accounts"] == {**NO_ACCOUNTS, state: 1}
 
 
 def test_stale_heartbeat_is_503_and_alerts_the_owner_once(client, filesystem_broker, settings):
@@ -137,3 +142,102 @@ def test_real_redis_broker_is_ok(client, settings, beating):
         pytest.skip("REDIS_URL does not point at Redis")
     settings.CELERY_BROKER_URL = url
     assert client.get("/healthz").json()["broker"] == "ok"
+
+
+# --- Who may see which account is which (issue 11) ------------------------------------------
+
+
+@pytest.fixture
+def named_accounts(filesystem_broker, beating):
+    """Two accounts whose slug, username and ids differ, one of them unhealthy."""
+    fine = make_account(username="secret_bakery", slug="hidden-slug", ig_user_id="17841499990001")
+    sick = make_account(
+        username="secret_studio",
+        slug="other-hidden",
+        ig_user_id="17841499990002",
+        status="needs_reconnect",
+    )
+    return fine, sick
+
+
+def names_in(text: str, accounts) -> list[str]:
+    return [
+        name
+        for account in accounts
+        for name in (account.slug, account.username, account.ig_user_id, account.app_scoped_id)
+        if name in text
+    ]
+
+
+def test_public_healthz_names_no_account(client, named_accounts):
+    response = client.get("/healthz")
+    assert response.status_code == 503  # the status still tells a monitor something is wrong
+    body = response.json()
+    assert body["accounts"] == {**NO_ACCOUNTS, "ok": 1, "needs_reconnect": 1}
+    assert "per_account" not in body
+    assert names_in(response.content.decode(), named_accounts) == []
+    for account in named_accounts:
+        assert f'"{account.pk}"' not in response.content.decode()
+
+
+def test_a_signed_in_owner_sees_each_account(client, named_accounts, django_user_model):
+    client.force_login(django_user_model.objects.create_user(username="boss", is_staff=True))
+    body = client.get("/healthz").json()
+    assert body["per_account"] == {"hidden-slug": "ok", "other-hidden": "needs_reconnect"}
+    assert body["accounts"] == {**NO_ACCOUNTS, "ok": 1, "needs_reconnect": 1}
+
+
+def test_a_signed_in_non_owner_gets_the_public_view(client, named_accounts, django_user_model):
+    client.force_login(django_user_model.objects.create_user(username="visitor"))
+    response = client.get("/healthz")
+    assert "per_account" not in response.json()
+    assert names_in(response.content.decode(), named_accounts) == []
+
+
+def test_the_healthz_token_as_bearer_sees_each_account(client, named_accounts, settings):
+    settings.HEALTHZ_TOKEN = HEALTHZ_TOKEN
+    with mock.patch("accounts.views.health.hmac.compare_digest", wraps=hmac.compare_digest) as cmp:
+        response = client.get("/healthz", HTTP_AUTHORIZATION=f"Bearer {HEALTHZ_TOKEN}")
+    assert cmp.called  # constant-time comparison
+    assert response.status_code == 503
+    assert response.json()["per_account"] == {
+        "hidden-slug": "ok",
+        "other-hidden": "needs_reconnect",
+    }
+    assert client.get("/healthz", HTTP_AUTHORIZATION=f"bearer {HEALTHZ_TOKEN}").json()[
+        "per_account"
+    ]
+
+
+@pytest.mark.parametrize(
+    "header",
+    [
+        f"Bearer {HEALTHZ_TOKEN}x",
+        f"Bearer {HEALTHZ_TOKEN[:-1]}",
+        "Bearer",
+        "Bearer ",
+        f"Basic {HEALTHZ_TOKEN}",
+        HEALTHZ_TOKEN,
+        "Bearer \u00e9t\u00e9",
+        "Bearer " + "A" * 10000,
+        "",
+    ],
+    ids=["longer", "shorter", "no-value", "blank", "basic", "no-scheme", "latin1", "huge", "empty"],
+)
+def test_a_wrong_or_malformed_bearer_gets_the_public_view(client, named_accounts, settings, header):
+    settings.HEALTHZ_TOKEN = HEALTHZ_TOKEN
+    response = client.get("/healthz", HTTP_AUTHORIZATION=header)
+    assert response.status_code == 503  # the same answer as without a header: not an error
+    assert "per_account" not in response.json()
+    assert names_in(response.content.decode(), named_accounts) == []
+
+
+@pytest.mark.parametrize("configured", ["", None])
+def test_without_a_configured_healthz_token_no_bearer_opens_the_detail(
+    client, named_accounts, settings, configured
+):
+    settings.HEALTHZ_TOKEN = configured
+    for header in ("Bearer ", "Bearer None", "Bearer  ", "Bearer"):
+        response = client.get("/healthz", HTTP_AUTHORIZATION=header)
+        assert "per_account" not in response.json(), header
+        assert names_in(response.content.decode(), named_accounts) == [], header

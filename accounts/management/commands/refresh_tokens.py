@@ -15,12 +15,8 @@ from django.utils import timezone
 
 from accounts import instagram
 from accounts.models import InstagramAccount, RefreshAttempt
-from accounts.services.refresh import (
-    RefreshInProgress,
-    refresher_heartbeat_set_queued,
-    refresher_tick,
-    token_refresh,
-)
+from accounts.services.refresh import RefreshInProgress, token_refresh
+from accounts.services.refresher import refresher_heartbeat_set_queued, refresher_tick
 
 Outcome = RefreshAttempt.Outcome
 FAILED = {

@@ -1,0 +1,112 @@
+"""The periodic job's work besides refreshing: record the heartbeat, prune history
+and expired sessions, raise or clear the expiring-soon alerts, and fan out one
+refresh task per due account. ``accounts.tasks.refresh_due_accounts`` (beat) and
+``manage.py refresh_tokens`` (cron) call it."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from importlib import import_module
+
+from django.conf import settings
+from django.db import DatabaseError, transaction
+from django.utils import timezone
+
+from accounts import alerts
+from accounts.models import RefreshAttempt, RefresherHeartbeat
+from accounts.selectors.refresh import accounts_due_for_refresh, heartbeat_last
+from accounts.tasks import refresh_account as refresh_account_task
+
+logger = logging.getLogger(__name__)
+
+# Expired sessions are deleted by the first tick of each clock hour (every /login/
+# leaves a session row behind; nothing else removes them).
+SESSION_PRUNE_SECONDS = 3600
+
+
+@dataclass(frozen=True)
+class TickResult:
+    heartbeat: RefresherHeartbeat
+    due: list[int]
+    pruned_attempts: int
+    pruned_heartbeats: int
+    sessions_pruned: bool
+
+
+def refresher_heartbeat_record(*, now: datetime, accounts_due: int = 0) -> RefresherHeartbeat:
+    return RefresherHeartbeat.objects.create(ran_at=now, accounts_due=accounts_due)
+
+
+def refresher_heartbeat_set_queued(*, heartbeat: RefresherHeartbeat, queued: int) -> None:
+    heartbeat.accounts_queued = queued
+    heartbeat.save(update_fields=["accounts_queued"])
+
+
+def refresh_history_prune(*, now: datetime) -> tuple[int, int]:
+    """Drop refresh attempts older than REFRESH_HISTORY_DAYS and heartbeats older
+    than a week (keeps the tables small; one tick every 15 min is ~700 rows/week)."""
+    attempts, _ = RefreshAttempt.objects.filter(
+        started_at__lt=now - timedelta(days=settings.REFRESH_HISTORY_DAYS)
+    ).delete()
+    heartbeats, _ = RefresherHeartbeat.objects.filter(ran_at__lt=now - timedelta(days=7)).delete()
+    return attempts, heartbeats
+
+
+def _period(moment: datetime) -> int:
+    return int(moment.timestamp()) // SESSION_PRUNE_SECONDS
+
+
+def sessions_prune_expired(*, now: datetime, previous_run: datetime | None) -> bool:
+    """Delete expired sessions with the session engine's ``clear_expired()`` when
+    this tick is the first of its hour (``previous_run`` is the tick before). A
+    failure is logged and never stops the tick. Returns whether it pruned."""
+    if previous_run is not None and _period(previous_run) == _period(now):
+        return False
+    engine = import_module(settings.SESSION_ENGINE)
+    try:
+        with transaction.atomic():  # a failing DELETE must not break an outer transaction
+            engine.SessionStore.clear_expired()
+    except (DatabaseError, OSError, NotImplementedError) as exc:
+        logger.warning("could not prune expired sessions: %s: %s", type(exc).__name__, exc)
+        return False
+    return True
+
+
+def refresher_tick(*, now: datetime | None = None) -> TickResult:
+    """What each periodic run does besides queueing: record the heartbeat, prune
+    old history and expired sessions, raise/clear the expiring-soon alerts and clear
+    a heartbeat alert (the refresher evidently runs). Returns the ids of the
+    accounts due."""
+    now = now or timezone.now()
+    previous = heartbeat_last()
+    due = [a.pk for a in accounts_due_for_refresh(now=now)]
+    heartbeat = refresher_heartbeat_record(now=now, accounts_due=len(due))
+    pruned_attempts, pruned_heartbeats = refresh_history_prune(now=now)
+    alerts.alerts_check_expiring(now=now, about_to_refresh=set(due))
+    alerts.alert_clear(key=alerts.HEARTBEAT_KEY)
+    sessions_pruned = sessions_prune_expired(
+        now=now, previous_run=previous.ran_at if previous else None
+    )
+    return TickResult(
+        heartbeat=heartbeat,
+        due=due,
+        pruned_attempts=pruned_attempts,
+        pruned_heartbeats=pruned_heartbeats,
+        sessions_pruned=sessions_pruned,
+    )
+
+
+def refresh_queue(
+    *, account_ids: list[int], trigger: str = RefreshAttempt.Trigger.BEAT, force: bool = False
+) -> int:
+    """Queue one ``refresh_account`` task per account (each account is its own
+    task, so one failing account never delays or stops another).
+
+    Enqueued at once, not ``on_commit``: nothing is written first, and the callers
+    need a broker error now (the hook answers 503, "refresh now" falls back to an
+    in-process refresh)."""
+    for account_id in account_ids:
+        refresh_account_task.delay(account_id, trigger, force)
+    return len(account_ids)
