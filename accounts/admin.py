@@ -6,6 +6,7 @@ from accounts.models import (
     AccessToken,
     InstagramAccount,
     Invite,
+    OwnerIdentity,
     RefreshAttempt,
     RefresherHeartbeat,
 )
@@ -50,7 +51,7 @@ class InstagramAccountAdmin(admin.ModelAdmin):
     list_display = ("slug", "username", "status", "is_default", "updated_at")
     list_filter = ("status",)
     search_fields = ("slug", "username", "ig_user_id")
-    readonly_fields = ("ig_user_id", "app_scoped_id", "last_error", "last_error_at")
+    readonly_fields = ("ig_user_id", "app_scoped_id", "connected_at", "last_error", "last_error_at")
     inlines = [AccessTokenInline]
 
 
@@ -73,3 +74,12 @@ class RefreshAttemptAdmin(admin.ModelAdmin):
 
 admin.site.register(RefresherHeartbeat, list_display=("ran_at", "accounts_due", "accounts_queued"))
 admin.site.register(Invite, list_display=("note", "created_at", "expires_at", "used_at"))
+
+
+@admin.register(OwnerIdentity)
+class OwnerIdentityAdmin(admin.ModelAdmin):
+    """Pins are made by sign-in; delete one to let its username pin another account
+    (an owner whose Instagram account itself was replaced)."""
+
+    list_display = ("username", "ig_user_id", "pinned_at")
+    search_fields = ("username", "ig_user_id")

@@ -17,7 +17,7 @@ from django.utils.timesince import timesince
 from accounts import cors, crypto
 from accounts.models import AccessToken, InstagramAccount, Invite
 from accounts.selectors.refresh import account_health, heartbeat_status
-from accounts.services.connect import invite_link_token
+from accounts.services.invites import invite_link_token
 
 # --- Accounts ------------------------------------------------------------------------------------
 
