@@ -10,6 +10,7 @@ from accounts.models import (
     RefreshAttempt,
     RefresherHeartbeat,
 )
+from accounts.usernames import username_normalise
 
 
 class AccessTokenInline(admin.StackedInline):
@@ -76,10 +77,23 @@ admin.site.register(RefresherHeartbeat, list_display=("ran_at", "accounts_due", 
 admin.site.register(Invite, list_display=("note", "created_at", "expires_at", "used_at"))
 
 
+class OwnerIdentityForm(forms.ModelForm):
+    class Meta:
+        model = OwnerIdentity
+        fields = ("username", "ig_user_id", "pinned_at")
+
+    def clean_username(self) -> str:
+        try:
+            return username_normalise(self.cleaned_data.get("username", ""))
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
 @admin.register(OwnerIdentity)
 class OwnerIdentityAdmin(admin.ModelAdmin):
     """Pins are made by sign-in; delete one to let its username pin another account
     (an owner whose Instagram account itself was replaced)."""
 
+    form = OwnerIdentityForm
     list_display = ("username", "ig_user_id", "pinned_at")
     search_fields = ("username", "ig_user_id")
