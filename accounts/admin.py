@@ -6,9 +6,11 @@ from accounts.models import (
     AccessToken,
     InstagramAccount,
     Invite,
+    OwnerIdentity,
     RefreshAttempt,
     RefresherHeartbeat,
 )
+from accounts.usernames import username_normalise
 
 
 class AccessTokenInline(admin.StackedInline):
@@ -50,7 +52,7 @@ class InstagramAccountAdmin(admin.ModelAdmin):
     list_display = ("slug", "username", "status", "is_default", "updated_at")
     list_filter = ("status",)
     search_fields = ("slug", "username", "ig_user_id")
-    readonly_fields = ("ig_user_id", "app_scoped_id", "last_error", "last_error_at")
+    readonly_fields = ("ig_user_id", "app_scoped_id", "connected_at", "last_error", "last_error_at")
     inlines = [AccessTokenInline]
 
 
@@ -73,3 +75,25 @@ class RefreshAttemptAdmin(admin.ModelAdmin):
 
 admin.site.register(RefresherHeartbeat, list_display=("ran_at", "accounts_due", "accounts_queued"))
 admin.site.register(Invite, list_display=("note", "created_at", "expires_at", "used_at"))
+
+
+class OwnerIdentityForm(forms.ModelForm):
+    class Meta:
+        model = OwnerIdentity
+        fields = ("username", "ig_user_id", "pinned_at")
+
+    def clean_username(self) -> str:
+        try:
+            return username_normalise(self.cleaned_data.get("username", ""))
+        except ValueError as exc:
+            raise forms.ValidationError(str(exc)) from None
+
+
+@admin.register(OwnerIdentity)
+class OwnerIdentityAdmin(admin.ModelAdmin):
+    """Pins are made by sign-in; delete one to let its username pin another account
+    (an owner whose Instagram account itself was replaced)."""
+
+    form = OwnerIdentityForm
+    list_display = ("username", "ig_user_id", "pinned_at")
+    search_fields = ("username", "ig_user_id")

@@ -1,9 +1,13 @@
 """Tokens are encrypted at rest with Fernet (AES-128-CBC + HMAC-SHA256).
 
-``TOKEN_ENCRYPTION_KEY`` holds one or more comma-separated Fernet keys, newest
-first (MultiFernet: encrypt with the first, decrypt with any, so keys can be
-rotated with ``manage.py rotate_token_key``). Without it a key is derived from
-``SECRET_KEY``, so a one-click deploy is encrypted from the first token on.
+Keys, in order (MultiFernet: encrypt with the first, decrypt with any):
+``TOKEN_ENCRYPTION_KEY`` (comma-separated Fernet keys, newest first), then a key
+derived from ``SECRET_KEY``, then one derived from each of ``SECRET_KEY_FALLBACKS``.
+Without ``TOKEN_ENCRYPTION_KEY`` the derived key encrypts, so a one-click deploy is
+encrypted from the first token on; once it is set, the derived keys stay as
+decrypt-only keys, so tokens stored before remain readable until
+``manage.py rotate_token_key`` re-encrypts them under the first key. README
+"Encryption keys" has the procedures (new key, leaked ``SECRET_KEY``).
 """
 
 import base64
@@ -23,20 +27,23 @@ def _derived_key(secret_key: str) -> bytes:
 
 
 @lru_cache(maxsize=4)
-def _fernet(keys: str, secret_key: str) -> MultiFernet:
-    raw = [k.strip() for k in keys.split(",") if k.strip()]
+def _fernet(keys: str, secret_keys: tuple[str, ...]) -> MultiFernet:
+    explicit = [k.strip().encode() for k in keys.split(",") if k.strip()]
     try:
-        fernets = [Fernet(k.encode()) for k in raw] or [Fernet(_derived_key(secret_key))]
+        for key in explicit:
+            Fernet(key)  # validates it
     except ValueError as exc:
         raise ImproperlyConfigured(
             "TOKEN_ENCRYPTION_KEY must be comma-separated Fernet keys "
             "(python -c 'from cryptography.fernet import Fernet; print(Fernet.generate_key())')."
         ) from exc
-    return MultiFernet(fernets)
+    ordered = dict.fromkeys([*explicit, *(_derived_key(s) for s in secret_keys if s)])
+    return MultiFernet([Fernet(k) for k in ordered])
 
 
 def _current() -> MultiFernet:
-    return _fernet(settings.TOKEN_ENCRYPTION_KEY, settings.SECRET_KEY)
+    secret_keys = (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", ()))
+    return _fernet(settings.TOKEN_ENCRYPTION_KEY, tuple(secret_keys))
 
 
 def encrypt(plaintext: str) -> str:

@@ -3,7 +3,8 @@ decide the rest (slug uniqueness, token validity)."""
 
 from django import forms
 
-from accounts.services.connect import INVITE_DEFAULT_DAYS, INVITE_MAX_DAYS, SLUG_MAX_LENGTH
+from accounts.services.accounts import SLUG_MAX_LENGTH
+from accounts.services.invites import INVITE_DEFAULT_DAYS, INVITE_MAX_DAYS
 
 _SLUG_HELP = "Letters, digits, hyphens and underscores; the token is served at /token/NAME.json."
 

@@ -1,6 +1,7 @@
 """What the agent stores: accounts, their (encrypted) tokens, refresh history,
-the refresher's heartbeat, OAuth state, invites, alert bookkeeping and Meta's
-data-deletion requests. Behaviour lives in services/selectors, not here."""
+the refresher's heartbeat, OAuth state, invites, alert bookkeeping, Meta's
+data-deletion requests and the owners' pinned Instagram ids. Behaviour lives in
+services/selectors, not here."""
 
 import secrets
 from datetime import timedelta
@@ -67,6 +68,9 @@ class InstagramAccount(models.Model):
         on_delete=models.SET_NULL,
         related_name="+",
     )
+    # Set by every connection (sign-in, connect, invite, import); a Meta deauthorize
+    # issued before it is a replay and is ignored. Null on rows older than the field.
+    connected_at = models.DateTimeField(null=True, blank=True)
     last_error = models.TextField(blank=True, help_text="Last Instagram error, redacted.")
     last_error_at = models.DateTimeField(null=True, blank=True)
     # A refresh claims the account by moving this forward in one conditional
@@ -256,3 +260,19 @@ class DataDeletionRequest(models.Model):
 
     def __str__(self) -> str:
         return f"data deletion {self.confirmation_code}"
+
+
+class OwnerIdentity(models.Model):
+    """A listed owner username pinned to the Instagram account that first signed in
+    with it. That account stays the owner under any later username; the name
+    alone admits no other account. Deleting the row lets the name pin again."""
+
+    username = models.CharField(max_length=30, unique=True)
+    ig_user_id = models.CharField("Instagram user_id", max_length=64, db_index=True)
+    pinned_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        verbose_name_plural = "owner identities"
+
+    def __str__(self) -> str:
+        return f"@{self.username} = Instagram user {self.ig_user_id}"

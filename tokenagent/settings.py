@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from accounts.usernames import username_normalise
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Absolute, so processes started from different directories share one var/.
 VAR_DIR = Path(environ.Env().str("TOKENAGENT_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
@@ -82,6 +84,8 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off.")
     SECRET_KEY = _dev_secret_key()
+# Earlier keys still accepted while SECRET_KEY is replaced (README "Encryption keys").
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 # Loopback names by default. On Heroku (DYNO is set on every dyno) also
 # '.herokuapp.com': a Button app's name is not known in advance, and the router only
@@ -283,12 +287,22 @@ INSTAGRAM_GRAPH_URL = env.str(
     "INSTAGRAM_GRAPH_URL", default=_ig_default or "https://graph.instagram.com"
 )
 
+
 # --- Owner, serving, refresh ----------------------------------------------------------
-OWNER_INSTAGRAM_USERNAMES = [
-    name
-    for u in env.list("OWNER_INSTAGRAM_USERNAMES", default=[])
-    if (name := u.strip().lstrip("@").strip().lower())
-]
+def _owner_usernames(values: list[str]) -> list[str]:
+    """As Instagram spells them (accounts/usernames.py); a malformed one stops startup."""
+    names = []
+    for value in filter(str.strip, values):
+        try:
+            names.append(username_normalise(value))
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"OWNER_INSTAGRAM_USERNAMES: {ascii(value.strip())[:40]} is {exc}."
+            ) from None
+    return names
+
+
+OWNER_INSTAGRAM_USERNAMES = _owner_usernames(env.list("OWNER_INSTAGRAM_USERNAMES", default=[]))
 # The sandbox's first test user (accounts/sandbox/views.py PRESET_USERS), so that
 # `make run` on a fresh machine can sign in; never outside the sandbox.
 SANDBOX_OWNER = "acme_bakery"

@@ -18,7 +18,7 @@ from accounts import cors, crypto
 from accounts.models import AccessToken, InstagramAccount, Invite
 from accounts.refresh_policy import account_health
 from accounts.selectors.refresh import heartbeat_status
-from accounts.services.connect import invite_link_token
+from accounts.services.invites import invite_link_token
 
 # --- Accounts ------------------------------------------------------------------------------------
 

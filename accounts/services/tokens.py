@@ -1,18 +1,28 @@
-"""The one write path for an account's token.
+"""The one write path for an account's token, and re-encryption under a new key.
 
 Every writer (sign-in, import, refresh) stores a token through ``token_store`` so
-that the value, its expiry and its version change together in one transaction,
-and the served copy in the cache is dropped as soon as that transaction commits.
+that the value, its expiry and its version change together in one transaction.
+Rows are written with ``Model.save()``: the receivers in ``accounts/token_cache.py``
+drop the served copy once the transaction commits.
 """
 
+import logging
+from dataclasses import dataclass
 from datetime import datetime
 
 from django.db import transaction
-from django.db.models import F
 from django.utils import timezone
 
-from accounts import token_cache
+from accounts import crypto
 from accounts.models import AccessToken, InstagramAccount
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RotateResult:
+    rotated: int
+    unreadable: list[str]
 
 
 def token_store(
@@ -29,39 +39,47 @@ def token_store(
 
     With ``expected_version`` the write happens only if the stored token still has
     that version (a refresh that started from an older token must not overwrite a
-    newer one); it then returns None when another writer got there first.
+    newer one); it then returns None when another writer got there first. The row
+    is locked while it is compared and written (PostgreSQL ``FOR UPDATE``; SQLite's
+    IMMEDIATE transactions serialise writers anyway).
     """
     now = timezone.now()
-    issued_at = issued_at or now
     with transaction.atomic():
-        existing = AccessToken.objects.filter(account=account)
-        if expected_version is not None:
-            probe = AccessToken(account=account)
-            probe.value = access_token
-            fields = {
-                "ciphertext": probe.ciphertext,
-                "issued_at": issued_at,
-                "expires_at": expires_at,
-                "version": F("version") + 1,
-                "updated_at": now,
-            }
-            if permissions:
-                fields["permissions"] = list(permissions)
-            if refreshed:
-                fields["refreshed_at"] = now
-            updated = existing.filter(version=expected_version).update(**fields)
-            if not updated:
-                return None
-            token = AccessToken.objects.get(account=account)
-        else:
-            token = existing.first() or AccessToken(account=account, version=0)
-            token.value = access_token
-            token.issued_at = issued_at
-            token.expires_at = expires_at
-            token.permissions = list(permissions) or token.permissions or []
-            token.version += 1
-            if refreshed:
-                token.refreshed_at = now
-            token.save()
-        transaction.on_commit(lambda: token_cache.invalidate(account))
+        token = AccessToken.objects.select_for_update().filter(account=account).first()
+        if expected_version is not None and (token is None or token.version != expected_version):
+            return None
+        token = token or AccessToken(account=account, version=0)
+        token.value = access_token
+        token.issued_at = issued_at or now
+        token.expires_at = expires_at
+        token.permissions = list(permissions) or token.permissions or []
+        token.version += 1
+        if refreshed:
+            token.refreshed_at = now
+        token.save()
     return token
+
+
+def tokens_rotate_key() -> RotateResult:
+    """Re-encrypt every stored token under the newest key (the first of
+    ``TOKEN_ENCRYPTION_KEY``, else the one derived from ``SECRET_KEY``). Each row is
+    rewritten only if it did not change meanwhile (a refresh wins)."""
+    rotated = 0
+    unreadable = []
+    for token in AccessToken.objects.select_related("account").order_by("pk"):
+        try:
+            new = crypto.rotate(token.ciphertext)
+        except crypto.InvalidToken:
+            unreadable.append(token.account.slug)
+            continue
+        with transaction.atomic():
+            current = AccessToken.objects.select_for_update().filter(pk=token.pk).first()
+            if current is None or current.ciphertext != token.ciphertext:
+                continue
+            # Saved, not updated: served entries hold the ciphertext and must go, or
+            # an entry written under the old key outlives that key's removal.
+            current.ciphertext = new
+            current.save(update_fields=["ciphertext"])
+        rotated += 1
+    logger.info("rotated %d token(s); %d unreadable", rotated, len(unreadable))
+    return RotateResult(rotated=rotated, unreadable=unreadable)

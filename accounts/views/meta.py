@@ -20,7 +20,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts.models import DataDeletionRequest
-from accounts.services.connect import (
+from accounts.services.meta import (
     SignedRequestError,
     account_data_delete,
     account_deauthorize,
@@ -47,7 +47,7 @@ def deauthorize(request: HttpRequest) -> JsonResponse:
     payload = _verified(request)
     if isinstance(payload, JsonResponse):
         return payload
-    count = account_deauthorize(ig_user_id=payload["user_id"])
+    count = account_deauthorize(ig_user_id=payload["user_id"], issued_at=payload["issued_at"])
     return JsonResponse({"ok": True, "accounts": count})
 
 

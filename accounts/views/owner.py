@@ -25,8 +25,10 @@ from accounts.forms import InviteForm, RenameForm, TokenImportForm
 from accounts.models import InstagramAccount, Invite, OAuthState
 from accounts.permissions import is_owner, owner_required
 from accounts.selectors import dashboard
-from accounts.services import connect
-from accounts.views.oauth import INVITE_THANKS_SESSION_KEY, authorization_start, flow_failure
+from accounts.services import accounts as account_svc
+from accounts.services import imports as import_svc
+from accounts.services import invites as invite_svc
+from accounts.views.oauth import INVITE_THANKS_SESSION_KEY, authorization_start, sign_in_failure
 
 logger = logging.getLogger(__name__)
 
@@ -88,7 +90,7 @@ def connect_start(request: HttpRequest) -> HttpResponse:
 @require_POST
 def account_disconnect(request: HttpRequest, slug: str) -> HttpResponse:
     account = get_object_or_404(InstagramAccount, slug=slug)
-    connect.account_disconnect(account=account)
+    account_svc.account_disconnect(account=account)
     messages.success(
         request,
         f"Disconnected @{account.username}: its token was deleted and {account.slug} is no "
@@ -105,8 +107,8 @@ def account_rename(request: HttpRequest, slug: str) -> HttpResponse:
     if form.is_valid():
         old = account.slug
         try:
-            connect.account_rename(account=account, slug=form.cleaned_data["slug"])
-        except connect.SlugError as exc:
+            account_svc.account_rename(account=account, slug=form.cleaned_data["slug"])
+        except account_svc.SlugError as exc:
             form.add_error("slug", str(exc))
         else:
             messages.success(
@@ -128,7 +130,7 @@ def account_rename(request: HttpRequest, slug: str) -> HttpResponse:
 @require_POST
 def account_make_default(request: HttpRequest, slug: str) -> HttpResponse:
     account = get_object_or_404(InstagramAccount, slug=slug)
-    connect.account_set_default(account=account)
+    account_svc.account_set_default(account=account)
     messages.success(request, f"{account.slug} is now served at /token.json, /token.js and /token.")
     return HttpResponseRedirect(reverse("accounts:account", args=[account.slug]))
 
@@ -170,7 +172,7 @@ def account_reveal_token(request: HttpRequest, slug: str) -> HttpResponse:
 def invites(request: HttpRequest) -> HttpResponse:
     form = InviteForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
-        invite = connect.invite_create(
+        invite = invite_svc.invite_create(
             created_by=request.user, note=form.cleaned_data["note"], days=form.cleaned_data["days"]
         )
         messages.success(
@@ -191,7 +193,7 @@ def invites(request: HttpRequest) -> HttpResponse:
 @require_POST
 def invite_revoke(request: HttpRequest, pk: int) -> HttpResponse:
     invite = get_object_or_404(Invite, pk=pk, used_at__isnull=True)
-    connect.invite_revoke(invite=invite)
+    invite_svc.invite_revoke(invite=invite)
     messages.success(request, "Invite withdrawn: its link no longer works.")
     return HttpResponseRedirect(reverse("accounts:invites"))
 
@@ -202,9 +204,9 @@ def invite_landing(request: HttpRequest, token: str) -> HttpResponse:
     """The client's page: what connecting means, and a button to Instagram. It never
     gives access to the agent."""
     try:
-        invite = connect.invite_resolve(token=token)
-    except connect.InviteError as exc:
-        return flow_failure(request, f"invite_{exc.reason}", retry_url=None)
+        invite = invite_svc.invite_resolve(token=token)
+    except invite_svc.InviteError as exc:
+        return sign_in_failure(request, exc)
     if request.method == "POST":
         return authorization_start(request, purpose=OAuthState.Purpose.INVITE, invite=invite)
     return render(request, "accounts/invite_landing.html", {"invite": invite, "token": token})
@@ -226,19 +228,19 @@ def token_import(request: HttpRequest) -> HttpResponse:
     form = TokenImportForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         try:
-            result = connect.account_import_token(
+            result = import_svc.account_import_token(
                 access_token=form.cleaned_data["token"],
                 slug=form.cleaned_data["slug"] or None,
                 connected_by=request.user,
             )
-        except connect.TokenInvalid as exc:
+        except import_svc.TokenInvalid as exc:
             form.add_error("token", str(exc))
-        except connect.SlugError as exc:
+        except account_svc.SlugError as exc:
             form.add_error("slug", str(exc))
         else:
             account = result.account
             if form.cleaned_data["make_default"]:
-                connect.account_set_default(account=account)
+                account_svc.account_set_default(account=account)
             messages.success(
                 request,
                 f"{'Imported' if result.created else 'Updated'} @{account.username} as "

@@ -2,6 +2,7 @@
 engineers own those). Fixtures are imported by name into each test module."""
 
 import uuid
+from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -9,13 +10,30 @@ import responses
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.db import connection
+from django.utils import timezone
 
+from accounts import instagram
 from accounts.models import AccessToken, InstagramAccount, Invite, OAuthState
+from accounts.services.signin import InstagramLogin
 from tests import instagram_fakes as fakes
 
 OWNER = "acme_bakery"
 CALLBACK = "/oauth/instagram/callback/"
 CODE = "AQDxFakeAuthorizationCode123"
+
+
+def instagram_login(
+    *, username=OWNER, user_id=fakes.USER_ID, token=fakes.LONG_TOKEN, app_scoped_id=""
+) -> InstagramLogin:
+    """What a completed Instagram login returns, without HTTP."""
+    return InstagramLogin(
+        grant=instagram.TokenGrant(
+            access_token=token, expires_at=timezone.now() + timedelta(days=60)
+        ),
+        profile=instagram.Profile(
+            user_id=user_id, id=app_scoped_id or fakes.APP_SCOPED_ID, username=username
+        ),
+    )
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-from accounts.admin import InstagramAccountForm
+import pytest
+
+from accounts.admin import InstagramAccountForm, OwnerIdentityForm
 from accounts.models import InstagramAccount
 
 
@@ -30,3 +32,15 @@ def test_admin_change_page_masks_the_token_and_saves_domains(admin_client, accou
     assert page.status_code == 200
     assert b"IGAAtestLongLivedToken0000000001" not in page.content
     assert "IGAA…0001" in page.content.decode()
+
+
+@pytest.mark.django_db
+def test_admin_pins_usernames_as_instagram_spells_them():
+    when = "2025-03-14 09:26:53"
+    good = OwnerIdentityForm(
+        data={"username": " @Acme_Bakery", "ig_user_id": "1", "pinned_at": when}
+    )
+    assert good.is_valid(), good.errors
+    assert good.cleaned_data["username"] == "acme_bakery"
+    bad = OwnerIdentityForm(data={"username": "\u212aate", "ig_user_id": "1", "pinned_at": when})
+    assert not bad.is_valid() and "username" in bad.errors

@@ -15,7 +15,7 @@ from django.test import Client
 from django.utils import timezone
 
 from accounts.models import AccessToken, InstagramAccount, Invite, OAuthState
-from accounts.services.connect import invite_create, invite_link_token
+from accounts.services.invites import invite_create, invite_link_token
 from tests import instagram_fakes as fakes
 from tests.accounts.connect_support import (  # noqa: F401
     CALLBACK,
@@ -166,6 +166,39 @@ def test_the_slug_is_deduplicated_when_another_account_has_the_username(client, 
     fakes.register_login(ig)
     callback(client, start(client)["state"])
     assert InstagramAccount.objects.get(ig_user_id=fakes.USER_ID).slug == f"{OWNER}-2"
+
+
+def test_a_renamed_owner_stays_owner_and_their_old_name_admits_no_one_else(client, ig):
+    """The first sign-in of a listed username pins its Instagram user id: that
+    account stays the owner under a new handle, and whoever registers the old
+    handle is refused with nothing stored."""
+    fakes.register_login(ig)
+    assert callback(client, start(client)["state"]).status_code == 302
+    client.post("/logout/")
+    before = counts()
+
+    ig.replace(responses.GET, fakes.ME_URL, json=fakes.me(user_id="17841466666666666"))
+    impostor = Client()
+    response = callback(impostor, start(impostor)["state"])
+    assert response.status_code == 403
+    assert counts() == before
+    assert not InstagramAccount.objects.filter(ig_user_id="17841466666666666").exists()
+    assert "_auth_user_id" not in impostor.session
+
+    ig.replace(responses.GET, fakes.ME_URL, json=fakes.me(username="acme_bakery_renamed"))
+    assert callback(client, start(client)["state"]).status_code == 302
+    assert InstagramAccount.objects.get().username == "acme_bakery_renamed"
+    assert _signed_in_as_owner(client)
+
+
+def test_a_username_that_only_case_folds_to_an_owner_is_refused(client, ig, settings):
+    """U+212A KELVIN SIGN lower-cases to 'k' in Python; Instagram never spells a
+    username with it, so it matches no listed owner."""
+    settings.OWNER_INSTAGRAM_USERNAMES = ["kate_shop"]
+    fakes.register_login(ig, username="\u212aate_shop", user_id="17841477777777777")
+    response = callback(client, start(client)["state"])
+    assert response.status_code == 403
+    assert counts() == NOTHING
 
 
 # --- Refusals and failures: a page, status < 500, nothing stored ---------------------------------
@@ -523,23 +556,20 @@ def test_an_invite_used_while_the_client_was_on_instagram_stores_nothing(ig, inv
     client = Client()
     state = start(client, _invite_path(invite), method="post")["state"]
     fakes.register_login(ig, username="client_cafe", user_id="888")
-    from accounts.services import connect
+    from accounts.services import oauth_callback
 
-    real = connect.token_obtain_from_code
+    real = oauth_callback.token_obtain_from_code
 
     def exchange_then_someone_else_uses_it(**kw):
         result = real(**kw)
         Invite.objects.filter(pk=invite.pk).update(used_at=timezone.now())
         return result
 
-    import accounts.views.oauth as oauth_views
-
-    original = oauth_views.token_obtain_from_code
-    oauth_views.token_obtain_from_code = exchange_then_someone_else_uses_it
+    oauth_callback.token_obtain_from_code = exchange_then_someone_else_uses_it
     try:
         response = callback(client, state)
     finally:
-        oauth_views.token_obtain_from_code = original
+        oauth_callback.token_obtain_from_code = real
     assert response.status_code == 400 and b"already used" in response.content
     assert not InstagramAccount.objects.exists() and not AccessToken.objects.exists()
 

@@ -143,6 +143,16 @@ def test_a_removed_owner_loses_access_at_once(owner_client, settings):
     assert owner_client.get("/accounts/acme/").status_code == 403
 
 
+def test_a_linked_user_whose_handle_only_case_folds_to_an_owner_is_not_one(
+    client, django_user_model, settings
+):
+    settings.OWNER_INSTAGRAM_USERNAMES = ["kate_shop"]
+    user = django_user_model.objects.create_user(username="instagram-kelvin")
+    make_account(username="\u212aate_shop", slug="kelvin", user=user)
+    client.force_login(user)
+    assert client.get("/accounts/kelvin/").status_code == 403
+
+
 def test_owner_actions_are_post_only(owner_client):
     for path in ("/accounts/acme/disconnect/", "/accounts/acme/reveal/", "/connect/"):
         assert owner_client.get(path).status_code == 405

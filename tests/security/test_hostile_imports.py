@@ -199,7 +199,7 @@ def test_a_bad_starting_token_never_blocks_a_deploy_and_is_never_printed(token):
 @pytest.mark.parametrize("text", ["[" * 100_000, '{"a": ' * 50_000])
 def test_deeply_nested_json_is_a_config_error_not_a_crash(text):
     """Regression: json.loads raised RecursionError, which escaped as a traceback."""
-    from accounts.services.connect import ImportConfigError, instatokend_config_parse
+    from accounts.services.imports import ImportConfigError, instatokend_config_parse
 
     with pytest.raises(ImportConfigError):
         instatokend_config_parse(text=text)

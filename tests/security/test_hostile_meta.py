@@ -205,8 +205,51 @@ def test_a_nul_in_a_deletion_code_is_a_404_before_any_query():
 
 def test_a_signed_user_id_with_a_nul_is_refused_before_any_query():
     """Regression: a NUL in the (signed) user_id reached PostgreSQL: a 500."""
-    from accounts.services.connect import SignedRequestError, meta_signed_request_parse
+    from accounts.services.meta import SignedRequestError, meta_signed_request_parse
 
     value = signed({"algorithm": "HMAC-SHA256", "user_id": "111\x00"})
     with pytest.raises(SignedRequestError):
         meta_signed_request_parse(signed_request=value, app_secret=SECRET)
+
+
+def test_a_deauthorize_replayed_after_reconnecting_is_ignored(cafe):
+    """A captured deauthorize, replayed after the owner connected the account
+    again, must not disconnect it a second time (``issued_at`` predates it)."""
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from accounts import instagram
+    from accounts.models import AccessToken
+    from accounts.services.signin import InstagramLogin, account_connect
+
+    InstagramAccount.objects.filter(pk=cafe.pk).update(
+        created_at=timezone.now() - timedelta(hours=1)
+    )
+    issued = int((timezone.now() - timedelta(minutes=5)).timestamp())
+    captured = signed({"algorithm": "HMAC-SHA256", "issued_at": issued, "user_id": "111"})
+    assert meta_post("/instagram/deauthorize/", captured).json()["accounts"] == 1
+    cafe.refresh_from_db()
+    assert cafe.status == InstagramAccount.Status.DISCONNECTED
+
+    account_connect(
+        login=InstagramLogin(
+            grant=instagram.TokenGrant(
+                access_token="IGAAreconnectedToken123456",
+                expires_at=timezone.now() + timedelta(days=60),
+            ),
+            profile=instagram.Profile(user_id="111", id="999", username="cafe_shop"),
+        ),
+        connected_by=None,
+    )
+    response = meta_post("/instagram/deauthorize/", captured)
+    assert response.status_code == 200 and response.json()["accounts"] == 0
+    cafe.refresh_from_db()
+    assert cafe.status == InstagramAccount.Status.ACTIVE
+    assert AccessToken.objects.get(account=cafe).value == "IGAAreconnectedToken123456"
+
+    later = int(timezone.now().timestamp()) + 1
+    fresh = signed({"algorithm": "HMAC-SHA256", "issued_at": later, "user_id": "111"})
+    assert meta_post("/instagram/deauthorize/", fresh).json()["accounts"] == 1
+    cafe.refresh_from_db()
+    assert cafe.status == InstagramAccount.Status.DISCONNECTED

@@ -14,7 +14,7 @@ from django.test import Client
 
 from accounts import crypto
 from accounts.models import AccessToken
-from accounts.services.connect import account_import_token
+from accounts.services.imports import account_import_token
 from accounts.services.refresh import token_refresh
 from tests import instagram_fakes as fakes
 

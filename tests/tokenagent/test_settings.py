@@ -263,6 +263,18 @@ def test_owner_usernames_are_lower_case_without_at_signs_or_spaces(tmp_path):
     assert out["OWNER_INSTAGRAM_USERNAMES"] == ["acme_bakery", "other.shop", "third"]
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["\u212aate_shop", "acme bakery", "acme!", "@", "caf\u00e9", "x" * 31, "acme,\u0130nstagram"],
+)
+def test_a_malformed_owner_username_stops_startup(tmp_path, value):
+    """Compared as Instagram spells usernames (a-z, 0-9, '.', '_'): Python's
+    lower() would turn the Kelvin sign into 'k' and admit 'kate_shop'."""
+    out = load(tmp_path, "OWNER_INSTAGRAM_USERNAMES", OWNER_INSTAGRAM_USERNAMES=value, **PROD)
+    assert out.get("__error__") == "ImproperlyConfigured", out
+    assert "OWNER_INSTAGRAM_USERNAMES" in out["message"]
+
+
 def test_no_owner_usernames_means_nobody_by_name(tmp_path):
     assert load(tmp_path, "OWNER_INSTAGRAM_USERNAMES", **PROD) == {"OWNER_INSTAGRAM_USERNAMES": []}
 

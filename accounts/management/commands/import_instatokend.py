@@ -13,9 +13,9 @@ from pathlib import Path
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.services.connect import (
+from accounts.services.accounts import SlugError
+from accounts.services.imports import (
     ImportConfigError,
-    SlugError,
     TokenInvalid,
     accounts_import_instatokend,
     instatokend_config_parse,

@@ -13,7 +13,8 @@ no account from it. ``--strict`` exits 1 instead (for CI or a manual check).
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.services.connect import SlugError, TokenInvalid, starting_token_import
+from accounts.services.accounts import SlugError
+from accounts.services.imports import TokenInvalid, starting_token_import
 from tokenagent.redaction import redact
 
 

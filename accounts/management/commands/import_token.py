@@ -12,12 +12,8 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from accounts.services.connect import (
-    SlugError,
-    TokenInvalid,
-    account_import_token,
-    account_set_default,
-)
+from accounts.services.accounts import SlugError, account_set_default
+from accounts.services.imports import TokenInvalid, account_import_token
 from tokenagent.redaction import redact
 
 
