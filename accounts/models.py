@@ -35,7 +35,7 @@ class InstagramAccount(models.Model):
         DISCONNECTED = "disconnected", "Disconnected"
 
     slug = models.SlugField(max_length=64, unique=True, help_text="Used in /token/<slug>.json")
-    # /me `user_id`: the professional account id (IG_ID), the stable key (instagram-api.md §5).
+    # /me `user_id`: the professional account id (IG_ID), the stable key (docs/instagram.md §5).
     ig_user_id = models.CharField("Instagram user_id", max_length=64, unique=True)
     # /me `id`: app-scoped id, kept because Meta's callbacks may send either.
     app_scoped_id = models.CharField(max_length=64, blank=True, db_index=True)

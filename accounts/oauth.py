@@ -1,5 +1,5 @@
 """OAuth ``state`` for Instagram Login: created server-side, bound to the browser's
-session, single-use and short-lived (PRODUCT.md "OAuth safety", instagram-api.md §11).
+session, single-use and short-lived (PRODUCT.md "OAuth safety", docs/instagram.md §11).
 
 No HTTP here. A state is an ``OAuthState`` row holding a random value, the session
 key it was issued to, what the flow is for (sign-in, connect another account, a

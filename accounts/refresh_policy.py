@@ -5,7 +5,7 @@ No database and no clock: callers pass model instances (loaded or unsaved) and
 ``now``; the only other input is settings. Selectors, services, alerts and serving
 all decide through these functions, so the rules live in one place.
 
-Rules (instagram-api.md section 4 and PRODUCT.md "Refresh"): a long-lived token can
+Rules (docs/instagram.md section 4 and PRODUCT.md "Refresh"): a long-lived token can
 be refreshed only when it is at least 24 hours old and not expired; we refresh it
 on the account's schedule (``REFRESH_FREQUENCY`` or the per-account override) and
 in any case once it expires within ``REFRESH_SAFETY_WINDOW_DAYS``.
@@ -19,7 +19,7 @@ from django.conf import settings
 
 from accounts.models import AccessToken, InstagramAccount
 
-# Instagram refuses to refresh a token younger than this (instagram-api.md section 4).
+# Instagram refuses to refresh a token younger than this (docs/instagram.md section 4).
 MIN_TOKEN_AGE = timedelta(hours=24)
 
 # Per-account health, as /healthz and the dashboard say it.

@@ -19,6 +19,7 @@ from django.utils import timezone
 
 from accounts import crypto, instagram
 from accounts.models import AccessToken, InstagramAccount
+from accounts.refresh_policy import MIN_TOKEN_AGE, safety_window
 from accounts.services.accounts import (
     ProbedToken,
     SlugError,
@@ -28,12 +29,11 @@ from accounts.services.accounts import (
     slug_validate,
 )
 from accounts.services.errors import ConnectError
-from accounts.services.refresh import MIN_TOKEN_AGE, safety_window
 from tokenagent.redaction import redact
 
 logger = logging.getLogger(__name__)
 
-# Instagram tokens live 60 days (instagram-api.md §3).
+# Instagram tokens live 60 days (docs/instagram.md §3).
 TOKEN_LIFETIME = timedelta(days=60)
 
 
@@ -79,7 +79,7 @@ def token_validate(*, access_token: str, label: str = "") -> instagram.Profile:
 
 def token_probe(*, access_token: str, now: datetime | None = None) -> ProbedToken:
     """Learn an imported token's lifetime: Instagram does not say when a token
-    expires, but a refresh answers with a fresh 60 days (instagram-api.md §4).
+    expires, but a refresh answers with a fresh 60 days (docs/instagram.md §4).
 
     - refreshed: store what came back (the string may have changed);
     - refused as younger than 24 h: it expires about 60 days from its issue, so

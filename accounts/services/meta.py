@@ -1,4 +1,4 @@
-"""Meta's callbacks (instagram-api.md §10): verify a ``signed_request``, then
+"""Meta's callbacks (docs/instagram.md §10): verify a ``signed_request``, then
 deauthorize (disconnect) or delete the data of the Instagram user it names."""
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 in, a signed-in owner connects another account, or a client connects one through
 an invite.
 
-Rules (PRODUCT.md "Sign-in"; instagram-api.md §§2-5):
+Rules (PRODUCT.md "Sign-in"; docs/instagram.md §§2-5):
 
 - Accounts are keyed on ``/me``'s ``user_id``. The account, its token and (for a
   sign-in) the Django user linked to it are written in one transaction, never

@@ -1,4 +1,4 @@
-"""Meta's callbacks (instagram-api.md §10): ``POST /instagram/deauthorize/`` and
+"""Meta's callbacks (docs/instagram.md §10): ``POST /instagram/deauthorize/`` and
 ``POST /instagram/data-deletion/``, plus the public status page a data-deletion
 answer points to.
 

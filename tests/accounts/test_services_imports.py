@@ -72,7 +72,7 @@ def test_import_when_the_refresh_fails_marks_the_expiry_unknown(ig):
     token = AccessToken.objects.get(account=result.account)
     assert token.value == "IGAAokToken123456789"
     assert token.expires_at - timezone.now() <= timedelta(days=7)
-    from accounts.services.refresh import token_is_due
+    from accounts.refresh_policy import token_is_due
 
     assert token_is_due(token=token, account=result.account, now=timezone.now())
     assert "unknown" in result.note
