@@ -23,6 +23,7 @@ STORAGES = {
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 if REDIS_URL:  # noqa: F405
     CACHES["default"]["KEY_PREFIX"] = f"tokenagent-test-{os.getpid()}"  # noqa: F405
+    CACHES["ratelimit"]["KEY_PREFIX"] = f"tokenagent-test-ratelimit-{os.getpid()}"  # noqa: F405
 ROOT_URLCONF = "tests.urls"
 # Tests share one process across many database states: no per-process token memo
 # (tests of the memo turn it on themselves).

@@ -1,3 +1,5 @@
+"""The project's URLs: the admin, and every agent URL (accounts/urls.py) at the root."""
+
 from django.conf import settings
 from django.contrib import admin
 from django.urls import include, path
