@@ -1,4 +1,8 @@
+"""The accounts app: connects the token cache's invalidation receivers and the
+serving settings' system checks once the models are loaded."""
+
 from django.apps import AppConfig
+from django.core import checks
 
 
 class AccountsConfig(AppConfig):
@@ -7,7 +11,10 @@ class AccountsConfig(AppConfig):
     verbose_name = "Instagram accounts"
 
     def ready(self) -> None:
-        # Signal receivers that drop served token copies on save/delete, and the
-        # system checks for ALLOWED_DOMAINS / JS_CONSTANT_NAME (tokenagent.W101/E101).
-        from accounts import token_cache  # noqa: F401
-        from accounts.selectors import serving  # noqa: F401
+        from accounts import serving_policy, token_cache
+
+        # Drop served token copies after every committed account or token write.
+        token_cache.connect_receivers()
+        # ALLOWED_DOMAINS entries that match nothing, an unusable JS_CONSTANT_NAME
+        # (tokenagent.W101 / tokenagent.E101).
+        checks.register(serving_policy.check_serving_settings, checks.Tags.security)

@@ -1,20 +1,24 @@
 """Abuse limits on the entry points a stranger can hammer: ``/login/`` (and the
-client invite links, which start a sign-in too), the OAuth callback,
-``/hooks/refresh/`` and Meta's two callbacks.
+client invite links, which start a sign-in too), Django's ``/admin/login/``, the
+OAuth callback, ``/hooks/refresh/`` and Meta's two callbacks.
 
 One middleware applies django-ratelimit's core (``django_ratelimit.core.get_usage``)
-by path, so the views stay unaware of it. Counters live in the default cache
-(Redis in production; the file cache on a one-machine install, where the count
-is approximate because that backend has no atomic increment). Each client
-address gets its own counter per group; over the limit the request is refused
-with ``429 Too Many Requests`` and ``Retry-After`` (seconds to the end of the
-window) before any session, database or view work is done.
+by path, so the views stay unaware of it. Counters live in the cache alias
+``RATELIMIT_USE_CACHE`` ("ratelimit"): on a one-machine install a file cache in a
+folder of its own (the count is approximate there: that backend has no atomic
+increment), so nothing stored in the token cache can cull a counter; on Redis a key
+prefix of their own in the one Redis, where no public request stores a key of its
+own choosing, so no flood can fill it. Each client address gets its own counter
+per group; over the limit the request is refused with ``429 Too Many Requests``
+and ``Retry-After`` (seconds to the end of the window) before any session,
+database or view work is done.
 
 The token URLs (``/token...``) are never limited: websites' visitors fetch them
 many times a day and they are served from the cache.
 
-Settings (``tokenagent/settings.py``): ``RATELIMIT_ENABLE``, ``RATELIMIT_LOGIN``,
-``RATELIMIT_OAUTH_CALLBACK``, ``RATELIMIT_HOOK``, ``RATELIMIT_META_CALLBACKS``
+Settings (``tokenagent/settings.py``): ``RATELIMIT_ENABLE``, ``RATELIMIT_USE_CACHE``,
+``RATELIMIT_LOGIN``, ``RATELIMIT_ADMIN_LOGIN``, ``RATELIMIT_OAUTH_CALLBACK``,
+``RATELIMIT_HOOK``, ``RATELIMIT_META_CALLBACKS``
 (django-ratelimit rates such as ``"20/m"`` or ``"100/5m"``; ``off`` turns that
 limit off; anything else stops the process at start) and
 ``RATELIMIT_PROXY_COUNT``: how many trusted proxies append to
@@ -62,6 +66,9 @@ RULES = (
     # Starting a sign-in, or a client's invite link, creates a session and an OAuth
     # state row: both count against the sign-in budget.
     Rule("login", "RATELIMIT_LOGIN", _paths("/login/"), html=True, prefixes=("/invite/",)),
+    # Django's admin takes passwords: its own budget, so guessing there cannot use up
+    # the owner's Instagram sign-ins (and the reverse).
+    Rule("admin-login", "RATELIMIT_ADMIN_LOGIN", _paths("/admin/login/"), html=True),
     Rule("oauth-callback", "RATELIMIT_OAUTH_CALLBACK", _paths("/oauth/instagram/callback/"), True),
     Rule("refresh-hook", "RATELIMIT_HOOK", _paths("/hooks/refresh/"), html=False),
     Rule(
@@ -170,6 +177,9 @@ class RateLimitMiddleware:
         self.get_response = get_response
         for rule in RULES:
             rate_of(rule)  # a typo in a rate stops the process at start, not each request
+        alias = getattr(settings, "RATELIMIT_USE_CACHE", "default")
+        if getattr(settings, "RATELIMIT_ENABLE", True) and alias not in settings.CACHES:
+            raise ImproperlyConfigured(f"RATELIMIT_USE_CACHE names no cache in CACHES: {alias!r}")
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         rule = rule_for(request.path_info)

@@ -1,15 +1,24 @@
 """The served copy of each account's token lives in the Django cache (shared by
-web and worker) so the token endpoints do not query the database on every hit.
+web and worker) so the token URLs do not query the database on every hit.
 
-What an entry holds is decided by ``accounts.selectors.serving``; this module only
-knows the keys. Readers rebuild on a miss. Writers drop entries after commit:
+What an entry holds is decided by ``accounts.selectors.serving``; this module knows
+the keys and drops them. The keys, all bounded by the number of accounts:
 
-- ``token_store`` calls :func:`invalidate` for every token write;
-- any code that changes an account's status (needs_reconnect, disconnected,
-  active again), slug, ``is_default``, ``allowed_domains`` or deletes it must
-  call ``invalidate(account)`` after commit (``transaction.on_commit``). Saves
-  through the ORM (``Model.save()``/``delete()``, the admin) are covered by the
-  receivers below; queryset ``.update()`` calls are not and must call it.
+- ``token:slug:<slug>`` per account name, ``token:__default__`` for ``/token*``;
+- ``token:slugs``, the set of every account's name: an unknown name is answered
+  from it, so no request for a name that does not exist stores anything;
+- ``token:index:<account id>``, the keys an account's entries were stored under.
+
+**Invalidation, one mechanism**: the receivers below, connected by
+``AccountsConfig.ready()``, on ``post_save``/``post_delete`` of ``InstagramAccount``
+and ``AccessToken``. Each write adds its account to the transaction's pending set
+(a renamed account with its old slug too, remembered by a ``pre_save`` receiver);
+after commit the set is dropped once, in one ``delete_many``: the account's keys
+under every slug it had, the default and the known names. So a disconnect (token
+deleted, status saved) is one invalidation, and a rolled-back write drops nothing.
+Services do not call anything for writes through the ORM (``save()``, ``delete()``,
+the admin). Only writes that bypass signals (queryset ``.update()``,
+``bulk_update``) must call :func:`invalidate` after commit.
 
 The cache is an accelerator, never a dependency: when it fails (Redis down), a
 read is a miss (the caller rebuilds from the database), a write or invalidation
@@ -17,13 +26,13 @@ is skipped with a warning (an entry missed that way lapses within ENTRY_TTL).
 """
 
 import logging
+import threading
 import time
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import transaction
-from django.db.models.signals import post_delete, post_save
-from django.dispatch import receiver
+from django.db.models.signals import post_delete, post_save, pre_save
 from redis.exceptions import RedisError
 
 from accounts.models import AccessToken, InstagramAccount
@@ -33,6 +42,7 @@ logger = logging.getLogger(__name__)
 CACHE_ERRORS = (RedisError, OSError)
 
 DEFAULT_KEY = "token:__default__"
+SLUGS_KEY = "token:slugs"
 # Entries are rebuilt at least this often even if an invalidation was missed (seconds).
 ENTRY_TTL = 600
 
@@ -48,8 +58,8 @@ def _index_key(account_id: int) -> str:
 
 # Each web process keeps what it read from the shared cache for at most
 # TOKEN_CACHE_LOCAL_SECONDS (default 1 s): a hit then costs a dict lookup instead of
-# a file read or a Redis round trip. invalidate() empties it at once in the process
-# that calls it; other processes see the change when their copy lapses.
+# a file read or a Redis round trip. Invalidation empties it at once in the process
+# that runs it; other processes see the change when their copy lapses.
 _local: dict[str, tuple[float, object]] = {}
 _LOCAL_MAX_ENTRIES = 1024
 
@@ -78,11 +88,12 @@ def get(key: str):
 
 
 def clear_local() -> None:
-    """Forget this process's short-lived copies (tests; invalidate() does it per key)."""
+    """Forget this process's short-lived copies (tests; invalidation does it per key)."""
     _local.clear()
 
 
-def store(key: str, entry, *, timeout: int, account_id: int | None = None) -> None:
+def store(key: str, entry, *, timeout: int, account_id: int | None = None) -> bool:
+    """Store ``entry``; False when the cache could not take it."""
     try:
         cache.set(key, entry, timeout)
         if account_id is not None and key != DEFAULT_KEY:
@@ -92,10 +103,11 @@ def store(key: str, entry, *, timeout: int, account_id: int | None = None) -> No
                 cache.set(index_key, [*known, key][-8:], 2 * ENTRY_TTL)
     except CACHE_ERRORS as exc:
         logger.warning("token cache write failed: %r", exc)
-        return
+        return False
     seconds = _local_seconds()
     if seconds > 0:
         _local[key] = (time.monotonic() + seconds, entry)
+    return True
 
 
 def delete(key: str) -> None:
@@ -106,11 +118,15 @@ def delete(key: str) -> None:
         logger.warning("token cache delete failed: %r", exc)
 
 
-def invalidate_account_id(account_id: int | None, *, slugs: tuple[str, ...] = ()) -> None:
-    keys = {DEFAULT_KEY, *(key_for(s) for s in slugs)}
+def _drop(accounts: dict[int | None, set[str]]) -> None:
+    """Drop every copy that may serve these accounts (id -> slugs they were served
+    under), the default and the known names: one read of the indexes, one delete."""
+    keys = {DEFAULT_KEY, SLUGS_KEY, *(key_for(s) for slugs in accounts.values() for s in slugs)}
     try:
-        if account_id is not None:
-            keys.update(cache.get(_index_key(account_id)) or ())
+        ids = [i for i in accounts if i is not None]
+        if ids:
+            for indexed in cache.get_many([_index_key(i) for i in ids]).values():
+                keys.update(indexed or ())
         cache.delete_many(sorted(keys))
     except CACHE_ERRORS as exc:
         # Never fails the write that triggered it (a refresh has already committed).
@@ -122,24 +138,88 @@ def invalidate_account_id(account_id: int | None, *, slugs: tuple[str, ...] = ()
 
 
 def invalidate(account: InstagramAccount, *, slugs: tuple[str, ...] = ()) -> None:
-    """Drop every cached copy that may serve ``account``: by its slug (current and
-    any earlier one it was served under, plus ``slugs``) and as the default."""
-    invalidate_account_id(account.pk, slugs=(account.slug, *slugs))
+    """Drop every cached copy that may serve ``account`` now: by its slug (current
+    and any earlier one it was served under, plus ``slugs``) and as the default.
+    Only for writes that bypass the receivers (queryset ``.update()``)."""
+    _drop({account.pk: {account.slug, *slugs}})
 
 
-def _on_commit_invalidate(account_id: int | None, slug: str | None) -> None:
-    slugs = (slug,) if slug else ()
-    transaction.on_commit(lambda: invalidate_account_id(account_id, slugs=slugs))
+# --- The receivers: one invalidation per committed transaction ---------------------------
 
 
-@receiver(post_save, sender=InstagramAccount, dispatch_uid="token_cache_account_saved")
-@receiver(post_delete, sender=InstagramAccount, dispatch_uid="token_cache_account_deleted")
-def _account_changed(sender, instance: InstagramAccount, **kwargs) -> None:
+class _Pending:
+    """The accounts one transaction wrote, dropped once after it commits."""
+
+    def __init__(self) -> None:
+        self.accounts: dict[int | None, set[str]] = {}
+        self.done = False
+
+    def add(self, account_id: int | None, slugs: set[str]) -> None:
+        self.accounts.setdefault(account_id, set()).update(slugs)
+
+    def flush(self) -> None:
+        if not self.done:
+            self.done = True
+            _drop(self.accounts)
+
+
+_thread = threading.local()
+
+
+def _schedule(account_id: int | None, *slugs: str | None) -> None:
+    """Add an account to the current transaction's pending set and queue its flush
+    (outside a transaction the write has committed: drop it now).
+
+    Each write queues the same flush, which drops the set at its first call only:
+    one invalidation per commit however many writes, and a flush queued inside a
+    savepoint that rolls back leaves the others queued."""
+    connection = transaction.get_connection()
+    pending = getattr(_thread, "pending", None)
+    # Still waiting for this transaction's commit? A rollback discards the queued
+    # callbacks, and with them the set.
+    waiting = (
+        pending is not None
+        and not pending.done
+        and connection.in_atomic_block
+        and any(func == pending.flush for _, func, _ in connection.run_on_commit)
+    )
+    if not waiting:
+        pending = _thread.pending = _Pending()
+    pending.add(account_id, {s for s in slugs if s})
+    transaction.on_commit(pending.flush)
+
+
+def _account_saving(sender, instance: InstagramAccount, raw=False, update_fields=None, **kwargs):
+    # A rename must also drop the entry under the old slug: read it before it is gone.
+    if raw or instance._state.adding or instance.pk is None:
+        return
+    if update_fields is not None and "slug" not in update_fields:
+        return
+    old = InstagramAccount.objects.filter(pk=instance.pk).values_list("slug", flat=True).first()
+    instance._served_slug_before = old if old != instance.slug else None
+
+
+def _account_written(sender, instance: InstagramAccount, **kwargs) -> None:
     # Values are read now: after a delete the instance's pk is None by commit time.
-    _on_commit_invalidate(instance.pk, instance.slug)
+    old = instance.__dict__.pop("_served_slug_before", None)
+    _schedule(instance.pk, instance.slug, old)
 
 
-@receiver(post_save, sender=AccessToken, dispatch_uid="token_cache_token_saved")
-@receiver(post_delete, sender=AccessToken, dispatch_uid="token_cache_token_deleted")
-def _token_changed(sender, instance: AccessToken, **kwargs) -> None:
-    _on_commit_invalidate(instance.account_id, None)
+def _token_written(sender, instance: AccessToken, **kwargs) -> None:
+    if AccessToken.account.is_cached(instance):
+        slug = instance.account.slug
+    else:
+        slug = (
+            InstagramAccount.objects.filter(pk=instance.account_id)
+            .values_list("slug", flat=True)
+            .first()
+        )
+    _schedule(instance.account_id, slug)
+
+
+def connect_receivers() -> None:
+    """Called once by ``AccountsConfig.ready()``."""
+    pre_save.connect(_account_saving, sender=InstagramAccount, dispatch_uid="token_cache_pre")
+    for signal, name in ((post_save, "saved"), (post_delete, "deleted")):
+        signal.connect(_account_written, sender=InstagramAccount, dispatch_uid=f"tc_account_{name}")
+        signal.connect(_token_written, sender=AccessToken, dispatch_uid=f"tc_token_{name}")

@@ -23,6 +23,7 @@ STORAGES = {
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 if REDIS_URL:  # noqa: F405
     CACHES["default"]["KEY_PREFIX"] = f"tokenagent-test-{os.getpid()}"  # noqa: F405
+    CACHES["ratelimit"]["KEY_PREFIX"] = f"tokenagent-test-ratelimit-{os.getpid()}"  # noqa: F405
 ROOT_URLCONF = "tests.urls"
 # The suite's requests come "through Heroku's router" when they carry
 # X-Forwarded-Proto (tests/tokenagent/test_deploy_settings.py tests when it is trusted).

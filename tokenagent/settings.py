@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import environ
 from django.core.exceptions import ImproperlyConfigured
 
+from accounts.snippets import INSTAFEED_CDN_DIR
 from accounts.usernames import username_normalise
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -191,6 +192,12 @@ if REDIS_URL:
             },
         }
     }
+    # Rate-limit counters (accounts/ratelimit.py) under their own alias and prefix.
+    # One Redis has one maxmemory (Heroku: noeviction, so a full one refuses writes
+    # and the limits fail open), which a prefix does not divide: what keeps a flood
+    # from filling it is that no public request stores a key of its own choosing
+    # (an unknown account name stores nothing, accounts/selectors/serving.py).
+    CACHES["ratelimit"] = {**CACHES["default"], "KEY_PREFIX": "tokenagent-ratelimit"}
     if REDIS_TLS:
         CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_NONE}
 else:
@@ -210,7 +217,15 @@ else:
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
             "LOCATION": str(VAR_DIR / "cache"),
-        }
+        },
+        # Rate-limit counters in a folder of their own: the file cache culls a third
+        # of its entries at random once it holds MAX_ENTRIES, so counters sharing the
+        # token cache's folder could be culled by anything stored there.
+        "ratelimit": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "ratelimit"),
+            "OPTIONS": {"MAX_ENTRIES": 10000},
+        },
     }
 
 # --- Celery ---------------------------------------------------------------------
@@ -339,11 +354,14 @@ TOKEN_CACHE_LOCAL_SECONDS = env.float("TOKEN_CACHE_LOCAL_SECONDS", default=1.0)
 # unless TRUST_PROXY_HEADERS says otherwise, elsewhere only with TRUST_PROXY_HEADERS=True.
 TRUST_PROXY_HEADERS = env.bool("TRUST_PROXY_HEADERS", default=bool(env.str("DYNO", default="")))
 
-# --- Abuse limits (accounts/ratelimit.py): per client address, in the default cache --
+# --- Abuse limits (accounts/ratelimit.py): per client address, in the "ratelimit" cache --
 # django-ratelimit rates ("20/m" = 20 a minute, "100/5m"); "off" turns one off.
 # Token URLs are never limited.
 RATELIMIT_ENABLE = env.bool("RATELIMIT_ENABLE", default=True)
+RATELIMIT_USE_CACHE = "ratelimit"
 RATELIMIT_LOGIN = env.str("RATELIMIT_LOGIN", default="20/m")
+# Django's admin sign-in takes passwords: a guessing budget of its own.
+RATELIMIT_ADMIN_LOGIN = env.str("RATELIMIT_ADMIN_LOGIN", default="10/m")
 RATELIMIT_OAUTH_CALLBACK = env.str("RATELIMIT_OAUTH_CALLBACK", default="20/m")
 RATELIMIT_HOOK = env.str("RATELIMIT_HOOK", default="30/m")
 RATELIMIT_META_CALLBACKS = env.str("RATELIMIT_META_CALLBACKS", default="60/m")
@@ -390,8 +408,8 @@ def _origin(url: str) -> str | None:
 
 
 # The owner's pages load only the agent's own files, except the token preview: it
-# runs Instafeed.js from jsDelivr (this exact version, with its integrity hash; see
-# accounts/selectors/serving.py), which calls the Graph API and shows pictures from
+# runs Instafeed.js from jsDelivr (the version the snippets pin, with its integrity
+# hash; see accounts/snippets.py), which calls the Graph API and shows pictures from
 # Instagram's CDN. When the agent talks to another Graph server (a sandbox), the
 # preview's calls and pictures come from there instead.
 _GRAPH = [o for o in {_origin(INSTAGRAM_GRAPH_URL)} - {"https://graph.instagram.com"} if o]
@@ -403,7 +421,7 @@ CONTENT_SECURITY_POLICY = {
     "EXCLUDE_URL_PREFIXES": ["/token", "/sandbox/"],
     "DIRECTIVES": {
         "default-src": ["'self'"],
-        "script-src": ["'self'", "https://cdn.jsdelivr.net/npm/instafeed.js@2.1.0/"],
+        "script-src": ["'self'", INSTAFEED_CDN_DIR],
         "connect-src": ["'self'", "https://graph.instagram.com", *_GRAPH],
         "img-src": [
             "'self'",

@@ -29,11 +29,7 @@ from django.utils import timezone
 from accounts import alerts, instagram
 from accounts.crypto import InvalidToken
 from accounts.models import AccessToken, InstagramAccount, RefreshAttempt
-
-# MIN_TOKEN_AGE, safety_window and token_next_refresh_at stay importable from here:
-# kept for modules being split in parallel; lead removes.
 from accounts.refresh_policy import (
-    MIN_TOKEN_AGE,  # noqa: F401
     safety_window,
     token_is_due,
     token_next_refresh_at,

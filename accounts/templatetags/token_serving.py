@@ -2,14 +2,14 @@
 
 ``{% agent_origin %}`` the agent's own scheme://host as the visitor's browser sees it,
 ``{% js_constant_name %}``, ``{% instafeed_src %}`` / ``{% instafeed_integrity %}``,
-and ``{% cors_warning %}``: the red warning while ALLOWED_DOMAINS is unset (for the
-dashboard and the setup page)."""
+``{% instafeed_text_options %}`` (the Instafeed.js options that render captions as
+text, ``accounts.snippets.TEXT_ONLY_OPTIONS``), and ``{% cors_warning %}``: the red
+warning while ALLOWED_DOMAINS is unset (for the dashboard and the setup page)."""
 
 from django import template
 from django.conf import settings
 
-from accounts import cors
-from accounts.selectors import serving
+from accounts import cors, snippets
 
 register = template.Library()
 
@@ -27,12 +27,17 @@ def js_constant_name() -> str:
 
 @register.simple_tag
 def instafeed_src() -> str:
-    return serving.INSTAFEED_CDN_URL
+    return snippets.INSTAFEED_CDN_URL
 
 
 @register.simple_tag
 def instafeed_integrity() -> str:
-    return serving.INSTAFEED_INTEGRITY
+    return snippets.INSTAFEED_INTEGRITY
+
+
+@register.simple_tag
+def instafeed_text_options() -> str:
+    return snippets.TEXT_ONLY_OPTIONS
 
 
 @register.inclusion_tag("accounts/_cors_warning.html")

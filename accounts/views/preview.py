@@ -6,6 +6,7 @@ from django.conf import settings
 from django.http import Http404
 from django.shortcuts import render
 
+from accounts import snippets
 from accounts.models import InstagramAccount
 from accounts.permissions import owner_required
 from accounts.selectors import serving
@@ -26,10 +27,10 @@ def token_preview(request, slug: str):
         {
             "account": account,
             "entry": entry,
-            "usable": entry["state"] == serving.OK,
+            "usable": entry.ok,
             "js_name": settings.JS_CONSTANT_NAME,
-            "instafeed_src": serving.INSTAFEED_CDN_URL,
-            "instafeed_integrity": serving.INSTAFEED_INTEGRITY,
+            "instafeed_src": snippets.INSTAFEED_CDN_URL,
+            "instafeed_integrity": snippets.INSTAFEED_INTEGRITY,
             # Instafeed.js always calls graph.instagram.com; when the agent points at
             # another Graph server (the sandbox), the preview redirects its calls there.
             "graph_url": graph_url if graph_url != REAL_GRAPH_URL else "",

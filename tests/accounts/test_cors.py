@@ -144,7 +144,7 @@ def test_malformed_origins_are_not_origins(value):
 
 
 def test_system_check_reports_bad_settings(settings):
-    from accounts.selectors.serving import check_serving_settings
+    from accounts.serving_policy import check_serving_settings
 
     settings.ALLOWED_DOMAINS = "shop.example https://bad.example/path"
     settings.JS_CONSTANT_NAME = "not valid"

@@ -2,6 +2,7 @@
 
 import base64
 import hashlib
+import html
 import uuid
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from django.conf import settings as django_settings
 from django.template import Context, Template
 from django.test import RequestFactory
 
+from accounts import snippets
 from accounts.models import InstagramAccount
 from accounts.selectors import serving
 from tests.factories import make_account
@@ -53,7 +55,7 @@ def test_preview_loads_instafeed_from_the_cdn_with_integrity_through_the_snippet
     response = owner_client.get("/accounts/acme/preview/")
     assert response.status_code == 200
     html = response.content.decode()
-    cdn = f'<script src="{serving.INSTAFEED_CDN_URL}" integrity="{serving.INSTAFEED_INTEGRITY}"'
+    cdn = f'<script src="{snippets.INSTAFEED_CDN_URL}" integrity="{snippets.INSTAFEED_INTEGRITY}"'
     assert cdn in html
     assert '<script src="/token/acme.js"></script>' in html
     assert 'data-js-name="InstagramToken"' in html
@@ -66,7 +68,7 @@ def test_preview_loads_instafeed_from_the_cdn_with_integrity_through_the_snippet
     assert "accessToken: function (done)" in html
     assert "graph-redirect.js" not in html  # a real Graph URL needs no redirect
     assert "Any website can load your Instagram tokens" in html
-    assert serving.token_value(serving.served_token("acme")) not in html
+    assert serving.served_token("acme").token() not in html
 
 
 def test_preview_of_an_unusable_account_says_why(owner_client):
@@ -89,7 +91,7 @@ def test_integrity_hash_matches_the_published_file():
     if not path.exists():
         pytest.skip("node_modules is not installed (scripts/install-test-tools)")
     digest = base64.b64encode(hashlib.sha384(path.read_bytes()).digest()).decode()
-    assert serving.INSTAFEED_INTEGRITY == f"sha384-{digest}"
+    assert snippets.INSTAFEED_INTEGRITY == f"sha384-{digest}"
     assert "v2.1.0" in path.read_text()[:200]
 
 
@@ -108,7 +110,7 @@ def test_snippet_partial_uses_the_agents_real_host_and_the_js_name(settings):
     )
     assert "accessToken: IgToken" in html
     assert 'fetch("https://agent.example.com/token/acme.json")' in html
-    assert serving.INSTAFEED_INTEGRITY in html
+    assert snippets.INSTAFEED_INTEGRITY in html
     assert "/accounts/acme/preview/" in html
 
 
@@ -124,3 +126,31 @@ def test_cors_warning_is_red_while_unset_and_gone_once_set(settings):
     html = _render("{% load token_serving %}{% cors_warning %}")
     assert "match nothing" in html
     assert "https://bad.example/path" in html
+
+
+def test_every_snippet_passes_the_options_that_render_captions_as_text(settings):
+    """The account page's two snippets, the README's and the preview page's script
+    all pass accounts/snippets.py's TEXT_ONLY_OPTIONS verbatim (the browser test
+    tests/integration/test_browser_captions.py runs them)."""
+    settings.ALLOWED_HOSTS = ["agent.example.com"]
+    account = make_account(slug="acme", username="acme_bakery")
+    partial = html.unescape(
+        _render('{% include "accounts/_account_snippets.html" %}', account=account)
+    )
+    options = snippets.TEXT_ONLY_OPTIONS
+    assert "transform: function (item)" in options and "{{caption}}" in options
+    assert partial.count(options) == 2
+    readme = (Path(django_settings.BASE_DIR) / "README.md").read_text()
+    assert readme.count(options) == 2
+    preview_js = Path(django_settings.BASE_DIR) / "accounts/static/accounts/preview.js"
+    assert preview_js.read_text().count(options) == 1
+
+
+def test_account_snippets_list_every_url_of_the_account(settings):
+    settings.ALLOWED_HOSTS = ["agent.example.com"]
+    account = make_account(slug="acme", username="acme_bakery")
+    partial = _render('{% include "accounts/_account_snippets.html" %}', account=account)
+    for url in ("acme.json</code>", "acme</code>", "acme.js</code>", "acme.txt</code>"):
+        assert f"<code>https://agent.example.com/token/{url}" in partial, url
+    assert "the same JSON (instatokend" in partial
+    assert 'referrerpolicy="strict-origin-when-cross-origin"' in html.unescape(partial)

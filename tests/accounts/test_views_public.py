@@ -2,6 +2,7 @@
 Cache-Control, the cache (no query when warm, invalidated by writes) and hostile
 ``?const=`` / ``?callback=`` values."""
 
+import dataclasses
 import json
 import re
 import shutil
@@ -59,7 +60,8 @@ def js_global(body: str, name: str = "InstagramToken"):
     [
         ("/token/acme.json", "application/json"),
         ("/token/acme.js", "text/javascript; charset=utf-8"),
-        ("/token/acme", "text/plain; charset=utf-8"),
+        ("/token/acme", "application/json"),
+        ("/token/acme.txt", "text/plain; charset=utf-8"),
         ("/token.json", "application/json"),
         ("/token.js", "text/javascript; charset=utf-8"),
         ("/token", "text/plain; charset=utf-8"),
@@ -86,7 +88,22 @@ def test_json_has_token_account_username_expiry_and_instant_tokens_key(client, a
 
 
 def test_plain_text_is_exactly_the_token(client, acme):
-    assert client.get("/token/acme").content == TOKEN.encode()
+    assert client.get("/token/acme.txt").content == TOKEN.encode()
+    assert client.get("/token").content == TOKEN.encode()  # Token Agent's URL
+
+
+def test_instatokend_url_answers_the_same_json(client, acme):
+    """instatokend's users call response.json() on /token/<account>: only the host
+    changes when they switch."""
+    bare = client.get("/token/acme")
+    json_url = client.get("/token/acme.json")
+    assert bare.status_code == 200
+    assert bare["Content-Type"] == "application/json"
+    assert bare.content == json_url.content
+    assert bare.json()["token"] == TOKEN
+    assert bare["ETag"] == json_url["ETag"]  # one representation, one tag
+    assert bare["Cache-Control"] == json_url["Cache-Control"]
+    assert client.get("/token/acme", HTTP_IF_NONE_MATCH=bare["ETag"]).status_code == 304
 
 
 def test_js_sets_the_default_global(client, acme):
@@ -155,7 +172,9 @@ def test_no_account_at_all(client):
 # --- Errors -----------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("url", ["/token/nobody.json", "/token/nobody", "/token/" + "x" * 300])
+@pytest.mark.parametrize(
+    "url", ["/token/nobody.json", "/token/nobody", "/token/nobody.txt", "/token/" + "x" * 300]
+)
 def test_unknown_account_is_404_json(client, acme, url):
     response = client.get(url)
     assert response.status_code == 404
@@ -206,7 +225,7 @@ def _unreadable(account):
 def test_an_unusable_token_is_never_served(client, acme, breaker, error):
     breaker(acme)
     cache.clear()
-    for url in ("/token/acme.json", "/token/acme", "/token.json"):
+    for url in ("/token/acme.json", "/token/acme", "/token/acme.txt", "/token.json", "/token"):
         response = client.get(url)
         assert response.status_code == 503, url
         assert response["Content-Type"] == "application/json"
@@ -335,10 +354,14 @@ def test_token_is_embedded_as_an_escaped_json_string_literal(client):
 
 
 @pytest.mark.skipif(not shutil.which("node"), reason="node is not installed")
-def test_snippet_runs_twice_without_throwing_and_sets_the_token(client):
+def test_snippet_runs_twice_without_throwing_and_sets_the_token(
+    client, django_capture_on_commit_callbacks
+):
     make_account(slug="odd", token=HOSTILE_TOKEN)
     body = client.get("/token/odd.js").content.decode()
-    broken = make_account(slug="broken", status=InstagramAccount.Status.NEEDS_RECONNECT)
+    # Committed (its receivers drop the cached set of known names), as in production.
+    with django_capture_on_commit_callbacks(execute=True):
+        broken = make_account(slug="broken", status=InstagramAccount.Status.NEEDS_RECONNECT)
     broken_body = client.get("/token/broken.js").content.decode()
     script = (
         "const vm = require('vm');"
@@ -457,7 +480,7 @@ def test_error_responses_carry_cors_so_sites_can_read_them(client, settings):
 @pytest.mark.parametrize(
     ("headers", "status"),
     [
-        ({}, 200),
+        ({}, 403),  # names no site: refused like an unlisted one
         ({"HTTP_REFERER": "https://shop.example/blog/post?x=1"}, 200),
         ({"HTTP_ORIGIN": "https://shop.example"}, 200),
         ({"HTTP_REFERER": "https://evil.example/"}, 403),
@@ -486,6 +509,64 @@ def test_js_refuses_pages_of_unlisted_sites_once_a_list_is_set(
 def test_js_referer_is_not_checked_while_unrestricted(client, acme):
     response = client.get("/token/acme.js", HTTP_REFERER="https://evil.example/")
     assert response.status_code == 200
+    assert client.get("/token/acme.js").status_code == 200  # no header at all
+
+
+@pytest.mark.parametrize("url", ["/token/acme.js", "/token.js"])
+def test_js_naming_no_site_is_refused_once_a_list_is_set(client, acme, settings, url):
+    """A page can hide its address (``<script referrerpolicy="no-referrer">``, a
+    no-referrer policy): a request with neither Origin nor Referer names no listed
+    site, so it is refused like an unlisted one, and the console says what to allow."""
+    settings.ALLOWED_DOMAINS = "shop.example"
+    for const in ({}, {"const": "Other"}):
+        response = client.get(url, const)
+        assert response.status_code == 403
+        assert response["Content-Type"] == "text/javascript; charset=utf-8"
+        assert response["Cache-Control"] == "no-store"
+        assert "ETag" not in response
+        body = response.content.decode()
+        assert TOKEN not in body
+        assert re.fullmatch(r'console\.error\("tokenagent: [^"\\<>&]*"\);\n', body), body
+        assert "neither Origin nor Referer" in body
+        assert "strict-origin-when-cross-origin" in body
+
+
+def test_a_page_hiding_its_address_is_refused_under_an_accounts_own_list(client, settings):
+    make_account(slug="narrow", allowed_domains="blog.example", token=TOKEN)
+    assert client.get("/token/narrow.js").status_code == 403
+    assert client.get("/token/narrow.js", HTTP_REFERER="https://blog.example/").status_code == 200
+
+
+def test_restricted_answers_are_private(client, acme, settings):
+    """Once a list is set, what a URL answers depends on the requesting site (CORS
+    headers, the ``.js`` gate reads the Referer, which ``Vary`` cannot name): no
+    shared cache may keep an answer for one site and hand it to another."""
+    settings.ALLOWED_DOMAINS = "shop.example"
+    cases = [
+        ("/token/acme.json", {"HTTP_ORIGIN": "https://shop.example"}),
+        ("/token/acme.json", {}),
+        ("/token/acme.js", {"HTTP_REFERER": "https://shop.example/page"}),
+        ("/token/acme", {}),
+        ("/token.json", {"HTTP_ORIGIN": "https://evil.example"}),
+        ("/token.js", {"HTTP_ORIGIN": "https://shop.example"}),
+        ("/token", {}),
+    ]
+    for url, headers in cases:
+        response = client.get(url, **headers)
+        assert response.status_code == 200, url
+        assert re.fullmatch(r"private, max-age=\d+", response["Cache-Control"]), url
+        assert response["Vary"] == "Origin"
+        again = client.get(url, HTTP_IF_NONE_MATCH=response["ETag"], **headers)
+        assert again.status_code == 304, url
+        assert again["Cache-Control"] == response["Cache-Control"]
+
+
+def test_an_accounts_own_list_makes_its_answers_private(client, settings):
+    make_account(slug="narrow", allowed_domains="blog.example")
+    make_account(slug="open")
+    narrow = client.get("/token/narrow.json", HTTP_ORIGIN="https://blog.example")
+    assert narrow["Cache-Control"].startswith("private, max-age=")
+    assert client.get("/token/open.json")["Cache-Control"].startswith("public, max-age=")
 
 
 # --- ETag, 304, Cache-Control -----------------------------------------------------------
@@ -511,7 +592,7 @@ def test_etag_and_304(client, acme):
 def test_etag_differs_per_variant_and_name_and_changes_with_the_token(client, acme):
     tags = {
         client.get("/token/acme.json")["ETag"],
-        client.get("/token/acme")["ETag"],
+        client.get("/token/acme.txt")["ETag"],
         client.get("/token/acme.js")["ETag"],
         client.get("/token/acme.js", {"const": "Other"})["ETag"],
     }
@@ -546,11 +627,14 @@ def test_max_age_is_bounded_by_the_next_scheduled_refresh(client, settings):
     assert 3500 <= _max_age(client.get("/token/weekly.json")) <= 3600
 
 
-def test_max_age_is_bounded_by_expiry_and_never_negative(client, settings):
+def test_max_age_is_bounded_by_expiry_and_never_negative(
+    client, settings, django_capture_on_commit_callbacks
+):
     settings.TOKEN_CACHE_MAX_AGE = 30 * 86400
     make_account(slug="soon", token_age=timedelta(hours=2), expires_in=timedelta(minutes=10))
     assert 0 <= _max_age(client.get("/token/soon.json")) <= 600
-    make_account(slug="overdue", token_age=timedelta(days=30), expires_in=timedelta(days=30))
+    with django_capture_on_commit_callbacks(execute=True):
+        make_account(slug="overdue", token_age=timedelta(days=30), expires_in=timedelta(days=30))
     assert _max_age(client.get("/token/overdue.json")) == 0
 
 
@@ -584,6 +668,7 @@ def test_warm_cache_serves_without_a_database_query(client, acme, django_assert_
         "/token/acme.json",
         "/token/acme.js",
         "/token/acme",
+        "/token/acme.txt",
         "/token.json",
         "/token.js",
         "/token",
@@ -716,7 +801,8 @@ def test_a_write_racing_the_fill_does_not_leave_a_stale_copy(client, acme, monke
 def test_cache_holds_the_token_encrypted(client, acme):
     client.get("/token/acme.json")
     entry = cache.get(token_cache.key_for("acme"))
-    assert entry["state"] == "ok"
+    assert isinstance(entry, serving.ServedToken)
+    assert entry.state == "ok"
     assert TOKEN not in repr(entry)
 
 
@@ -724,8 +810,7 @@ def test_a_token_that_expires_while_cached_is_not_served(client, acme):
     assert client.get("/token/acme.json").status_code == 200
     key = token_cache.key_for("acme")
     entry = cache.get(key)
-    entry["expires_ts"] = 1.0  # expired long ago
-    cache.set(key, entry)
+    cache.set(key, dataclasses.replace(entry, expires_ts=1.0))  # expired long ago
     AccessToken.objects.filter(account=acme).update(
         expires_at=timezone.now() - timedelta(seconds=1)
     )

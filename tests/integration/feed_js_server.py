@@ -5,7 +5,7 @@ origin, for the browser tests of the feed JavaScript (test_browser_feed_js.py).
 way the Django views must, so it doubles as the executable contract for them:
 
 - ``GET /feed/<account>.js[?const=Name]`` (the Instafeed.js adapter): ``?const=``
-  checked with ``serving.js_identifier_problem`` (400 + a ``console.error`` body when
+  checked with ``snippets.js_identifier_problem`` (400 + a ``console.error`` body when
   refused; absent: ``JS_CONSTANT_NAME``), unknown account 404 (same kind of body), else
   200 ``text/javascript; charset=utf-8`` whose body is :func:`adapter_header` (the ONE
   line the adapter reads) followed by adapter.js unchanged, ``Cache-Control: public``,
@@ -38,7 +38,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 from PIL import Image
 
-from accounts.selectors.serving import js_identifier_problem, js_refusal, js_string
+from accounts.snippets import js_identifier_problem, js_refusal, js_string
 
 ROOT = Path(__file__).resolve().parents[2]
 STATIC = ROOT / "accounts/static/accounts/feed"

@@ -11,21 +11,13 @@ requests to the sandbox Instagram's ``/me/media``, which accepts only the token 
 minted for the account and lists pictures it serves itself.
 """
 
-import threading
-from functools import partial
-from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
-
 import pytest
-from django.conf import settings
 
 from accounts.models import InstagramAccount
 from tests.factories import make_account
+from tests.integration.browser_site import assert_feed_rendered
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-INSTAFEED = Path(settings.BASE_DIR) / "node_modules/instafeed.js/dist/instafeed.min.js"
 
 
 SNIPPET_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>shop</title></head><body>
@@ -67,84 +59,6 @@ NULL_PAGE = """<!doctype html><html><head><meta charset="utf-8"></head><body>
 </body></html>"""
 
 
-class Site:
-    """The user's website: a static server for the test pages and Instafeed.js."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        handler = partial(_QuietHandler, directory=str(root))
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self.origin = f"http://127.0.0.1:{self.server.server_port}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self.thread.start()
-
-    def page(self, name: str, html: str) -> str:
-        (self.root / name).write_text(html)
-        return f"{self.origin}/{name}"
-
-    def close(self):
-        self.server.shutdown()
-        self.server.server_close()
-
-
-class _QuietHandler(SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def site(tmp_path):
-    if not INSTAFEED.is_file():
-        pytest.fail("node_modules/instafeed.js is missing: run scripts/install-test-tools (npm ci)")
-    (tmp_path / "instafeed.min.js").write_bytes(INSTAFEED.read_bytes())
-    s = Site(tmp_path)
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def agent(live_server, settings, site):
-    """The agent, restricted to the site's origin (the full-origin form of ALLOWED_DOMAINS)."""
-    settings.ALLOWED_DOMAINS = f"https://unrelated.example {site.origin}"
-    return live_server.url
-
-
-@pytest.fixture
-def graph(page, sandbox_live):
-    """Instafeed.js's Graph API calls, routed to the sandbox Instagram's ``/me/media``
-    (which checks the token); records the tokens Instafeed.js sent."""
-    seen: list[str] = []
-
-    def handle(route):
-        url = urlsplit(route.request.url)
-        seen.append(parse_qs(url.query).get("access_token", [""])[0])
-        response = route.fetch(url=f"{sandbox_live.base_url}{url.path}?{url.query}")
-        route.fulfill(response=response)
-
-    page.route("https://graph.instagram.com/**", handle)
-    return seen
-
-
-@pytest.fixture
-def token(sandbox_live) -> str:
-    """A long-lived token the sandbox accepts."""
-    return sandbox_live.mint(username="acme_bakery", age_hours=48)["access_token"]
-
-
-def _assert_feed_rendered(page):
-    page.wait_for_function(
-        "document.querySelectorAll('#instafeed img').length >= 3 || window.feedError",
-        timeout=15000,
-    )
-    assert page.evaluate("window.feedError") is None
-    page.wait_for_function(
-        "Array.from(document.querySelectorAll('#instafeed img'))"
-        ".every(img => img.complete && img.naturalWidth > 0)",
-        timeout=15000,
-    )
-    return page.eval_on_selector_all("#instafeed img", "imgs => imgs.length")
-
-
 def test_instafeed_runs_with_the_token_from_the_js_snippet(page, site, agent, graph, token):
     make_account(slug="acme", username="acme_bakery", token=token)
     snippet = []
@@ -153,7 +67,7 @@ def test_instafeed_runs_with_the_token_from_the_js_snippet(page, site, agent, gr
         lambda r: snippet.append(r) if r.url.startswith(f"{agent}/token/acme.js") else None,
     )
     page.goto(site.page("snippet.html", SNIPPET_PAGE.format(agent=agent, slug="acme")))
-    assert _assert_feed_rendered(page) >= 3
+    assert assert_feed_rendered(page) >= 3
     assert page.evaluate("InstagramToken") == token
     assert graph and set(graph) == {token}
     assert snippet[0].status == 200
@@ -170,7 +84,7 @@ def test_instafeed_runs_with_the_json_url_and_the_access_token_function(
         lambda r: responses.append(r) if r.url == f"{agent}/token/acme.json" else None,
     )
     page.goto(site.page("json.html", JSON_PAGE.format(agent=agent, slug="acme")))
-    assert _assert_feed_rendered(page) >= 3
+    assert assert_feed_rendered(page) >= 3
     assert graph and set(graph) == {token}
     # The browser let the page read it because the agent allowed the site's origin.
     assert responses[0].headers["access-control-allow-origin"] == site.origin
@@ -209,3 +123,75 @@ def test_a_site_outside_allowed_domains_gets_nothing(
     # 403: the browser does not run it, so the global is never set.
     assert page.evaluate("typeof InstagramToken") == "undefined"
     assert graph == []
+
+
+# A page that hides its address: the script tag sends neither Referer nor Origin.
+HIDDEN_PAGE = """<!doctype html><html><head><meta charset="utf-8">{meta}</head><body>
+<script {attribute} src="{agent}/token/{slug}.js"></script>
+<script>
+  window.after = typeof InstagramToken === "undefined" ? "undefined" : InstagramToken;
+</script>
+</body></html>"""
+
+
+@pytest.mark.parametrize(
+    ("meta", "attribute"),
+    [
+        ("", 'referrerpolicy="no-referrer"'),
+        ('<meta name="referrer" content="no-referrer">', ""),
+    ],
+)
+def test_a_page_hiding_its_address_gets_no_token(
+    page, site, live_server, settings, meta, attribute
+):
+    """An unlisted site must not get the token by suppressing its Referer."""
+    settings.ALLOWED_DOMAINS = "shop.example"
+    make_account(slug="acme", username="acme_bakery", token="IGAAhiddenPageToken000000001")
+    requests = []
+    page.on("request", lambda r: requests.append(r) if "/token/acme.js" in r.url else None)
+    html = HIDDEN_PAGE.format(meta=meta, attribute=attribute, agent=live_server.url, slug="acme")
+    page.goto(site.page("hidden.html", html))
+    page.wait_for_function("window.after !== undefined", timeout=10000)
+    assert page.evaluate("window.after") == "undefined"
+    # The browser really sent no address, so only the agent's refusal stopped it.
+    sent = requests[0].headers
+    assert not sent.get("referer") and not sent.get("origin")
+
+
+# What the README tells a listed site with a no-referrer policy to do.
+LISTED_NO_REFERRER_PAGE = SNIPPET_PAGE.replace(
+    "<title>", '<meta name="referrer" content="no-referrer"><title>'
+).replace(
+    '<script src="{agent}', '<script referrerpolicy="strict-origin-when-cross-origin" src="{agent}'
+)
+
+
+def test_a_listed_site_with_a_no_referrer_policy_renders_when_its_tag_sends_the_origin(
+    page, site, agent, graph, token
+):
+    make_account(slug="acme", username="acme_bakery", token=token)
+    page.goto(site.page("listed.html", LISTED_NO_REFERRER_PAGE.format(agent=agent, slug="acme")))
+    assert assert_feed_rendered(page) >= 3
+    assert set(graph) == {token}
+
+
+# instatokend's documented client code, with only the host changed.
+INSTATOKEND_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>shop</title>
+</head><body>
+<div id="instafeed"></div>
+<script src="/instafeed.min.js"></script>
+<script>
+  window.feedError = null;
+  fetch("{agent}/token/my-instagram-1")
+    .then(r => r.json())
+    .then(d => new Instafeed({{accessToken: d.token}}).run())
+    .catch(e => {{ window.feedError = String(e); }});
+</script>
+</body></html>"""
+
+
+def test_instatokends_page_renders_with_only_the_host_changed(page, site, agent, graph, token):
+    make_account(slug="my-instagram-1", username="acme_bakery", token=token)
+    page.goto(site.page("instatokend.html", INSTATOKEND_PAGE.format(agent=agent)))
+    assert assert_feed_rendered(page) >= 3
+    assert set(graph) == {token}

@@ -45,5 +45,6 @@ def limits_on(settings, private_cache, ratelimit_clock):
     settings.RATELIMIT_OAUTH_CALLBACK = "3/m"
     settings.RATELIMIT_HOOK = "3/m"
     settings.RATELIMIT_META_CALLBACKS = "3/m"
+    settings.RATELIMIT_ADMIN_LOGIN = "3/m"
     settings.RATELIMIT_PROXY_COUNT = 0
     return ratelimit_clock

@@ -9,6 +9,8 @@ import uuid
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
+from tests.child_python import NO_DOTENV, child_env, json_result, run_python
+
 
 def fuzz(max_examples: int) -> settings:
     """Hypothesis settings of the hostile-input suites: no deadline (a request can
@@ -21,15 +23,73 @@ def fuzz(max_examples: int) -> settings:
 
 
 def private_caches(prefix: str) -> dict:
-    """A CACHES setting: an empty in-memory cache of this test's own (served token
-    copies and rate counters would otherwise leak between tests)."""
+    """A CACHES setting: empty in-memory caches of this test's own (served token
+    copies and rate counters would otherwise leak between tests), one per alias
+    the settings define (the rate-limit counters have their own)."""
+    from django.conf import settings as django_settings
+
     return {
-        "default": {
+        alias: {
             "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"{prefix}-{uuid.uuid4()}",
+            "LOCATION": f"{prefix}-{alias}-{uuid.uuid4()}",
         }
+        for alias in django_settings.CACHES
     }
 
+
+_CACHES_PROBE = (
+    NO_DOTENV
+    + "import json\nimport tokenagent.settings as s\n"
+    + 'print(json.dumps({"CACHES": s.CACHES}, default=str))\n'
+)
+
+
+def production_caches(tmp_path, **environment: str) -> dict:
+    """The CACHES the real settings module builds for ``environment`` (no REDIS_URL:
+    the file caches of a one-machine install, under ``tmp_path``), each Redis alias
+    under a key prefix of this test's own."""
+    env = child_env(
+        tmp_path / "var",
+        SECRET_KEY="a-production-like-secret-key-for-the-cache-probe-0123456789",
+        **environment,
+    )
+    caches = json_result(run_python(_CACHES_PROBE, env=env))["CACHES"]
+    for config in caches.values():
+        if config["BACKEND"].endswith("RedisCache"):
+            config["KEY_PREFIX"] = f"{config.get('KEY_PREFIX', '')}-test-{uuid.uuid4().hex}"
+    return caches
+
+
+def cache_entries() -> dict[str, int]:
+    """How many entries each configured cache alias holds now."""
+    from django.core.cache import caches
+
+    counts = {}
+    for alias in caches.settings:
+        cache = caches[alias]
+        backend = type(cache).__name__
+        if backend == "FileBasedCache":
+            counts[alias] = len(cache._list_cache_files())
+        elif backend == "LocMemCache":
+            counts[alias] = len(cache._cache)
+        elif backend == "RedisCache":
+            client = cache._cache.get_client(write=False)
+            counts[alias] = sum(1 for _ in client.scan_iter(match=cache.make_key("*")))
+        else:
+            raise AssertionError(f"cannot count the entries of a {backend}")
+    return counts
+
+
+# Every token URL, for an account "acme" that is also the default.
+TOKEN_URLS = [
+    "/token/acme.json",
+    "/token/acme.js",
+    "/token/acme",
+    "/token/acme.txt",
+    "/token.json",
+    "/token.js",
+    "/token",
+]
 
 # Payloads a scanner or an attacker actually sends, mixed into generated text.
 PAYLOADS = [

@@ -2,6 +2,7 @@
 headers and methods. None answers 500, none reflects input unescaped, none
 serves a token to a request it should refuse, none changes what is stored."""
 
+import os
 from urllib.parse import quote
 
 import pytest
@@ -14,14 +15,7 @@ from tests.factories import make_account
 from tests.security import hostile
 
 TOKEN = "IGAAsecurityTestToken00000000000001"
-TOKEN_URLS = [
-    "/token/acme.json",
-    "/token/acme.js",
-    "/token/acme",
-    "/token.json",
-    "/token.js",
-    "/token",
-]
+TOKEN_URLS = hostile.TOKEN_URLS
 # What a token URL may answer: served, not modified, refused (bad ?const=, not an
 # allowed site), unknown, wrong method, or 503 for an account whose token is unusable.
 TOKEN_STATUSES = {200, 304, 400, 403, 404, 405, 503}
@@ -40,7 +34,7 @@ def accounts(private_cache):
 
 
 @FUZZ
-@given(name=hostile.text, suffix=st.sampled_from(["", ".json", ".js"]))
+@given(name=hostile.text, suffix=st.sampled_from(["", ".json", ".js", ".txt"]))
 def test_any_account_name_is_answered_without_500_or_reflection(accounts, name, suffix):
     before = hostile.snapshot()
     response = Client().get(f"/token/{quote(name, safe='')}{suffix}")
@@ -186,7 +180,44 @@ def test_token_responses_forbid_content_sniffing(accounts):
 
 
 def test_an_unusable_token_is_never_served_whatever_the_request(accounts):
-    for suffix in ("", ".json", ".js"):
+    for suffix in ("", ".json", ".js", ".txt"):
         response = Client().get(f"/token/gone{suffix}", {"const": "X"})
         assert response.status_code in (200, 503)
         assert "IGAA" not in response.content.decode()
+
+
+def _flood_unknown_names(count: int = 1000) -> None:
+    client = Client()
+    for i in range(count):
+        suffix = ("", ".json", ".js", ".txt")[i % 4]
+        response = client.get(f"/token/nobody-{i}{suffix}", HTTP_REFERER="https://x.example/")
+        assert response.status_code == 404
+        assert TOKEN not in response.content.decode()
+
+
+def test_a_flood_of_unknown_names_adds_no_cache_entries(accounts, settings, tmp_path):
+    """Public requests never create unbounded state: an unknown name is answered
+    from the cached set of known names and stores nothing (on the file cache a
+    one-machine install uses, where 300 entries make it cull at random)."""
+    settings.CACHES = hostile.production_caches(tmp_path)
+    for url in TOKEN_URLS:  # the known accounts' entries
+        Client().get(url)
+    Client().get("/token/gone.json")
+    before = hostile.cache_entries()
+    _flood_unknown_names()
+    assert hostile.cache_entries() == before
+    assert Client().get("/token/acme.json").json()["token"] == TOKEN
+
+
+@pytest.mark.redis
+def test_a_flood_of_unknown_names_adds_no_keys_to_the_real_redis(accounts, settings, tmp_path):
+    """On Redis, keys would share the instance's maxmemory with the rate-limit
+    counters and the broker: a flood must add none."""
+    if not os.environ.get("REDIS_URL", "").startswith("redis"):
+        pytest.skip("REDIS_URL does not point at Redis")
+    settings.CACHES = hostile.production_caches(tmp_path, REDIS_URL=os.environ["REDIS_URL"])
+    Client().get("/token/acme.json")
+    before = hostile.cache_entries()
+    assert before["default"] > 0
+    _flood_unknown_names()
+    assert hostile.cache_entries() == before

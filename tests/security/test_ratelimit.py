@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 
 from accounts import ratelimit
 from tests.factories import make_account
+from tests.security import hostile
 
 pytestmark = pytest.mark.django_db
 
@@ -24,8 +25,10 @@ LIMITED = [
     ("post", "/hooks/refresh/"),
     ("post", "/instagram/deauthorize/"),
     ("post", "/instagram/data-deletion/"),
+    ("get", "/admin/login/"),
+    ("post", "/admin/login/"),
 ]
-TOKEN_URLS = ["/token/acme.json", "/token/acme.js", "/token/acme", "/token.json", "/token.js"]
+TOKEN_URLS = hostile.TOKEN_URLS
 
 
 def _send(client, method, url, **extra):
@@ -86,6 +89,37 @@ def test_invite_links_count_against_the_sign_in_budget(client, limits_on):
     for _ in range(2):
         client.get("/invite/some-token/")
     client.post("/invite/other-token/")
+    assert client.get("/login/").status_code == 429
+
+
+def test_admin_login_is_limited_even_for_the_right_password(client, limits_on, django_user_model):
+    """Django's admin sign-in takes passwords: without a limit it is a guessing
+    oracle. It has its own budget (RATELIMIT_ADMIN_LOGIN), apart from /login/."""
+    django_user_model.objects.create_user(username="boss", password="right-pw", is_staff=True)
+    for _ in range(3):
+        guess = client.post("/admin/login/", {"username": "boss", "password": "wrong"})
+        assert guess.status_code == 200  # the form again
+    refused = client.post("/admin/login/", {"username": "boss", "password": "right-pw"})
+    assert refused.status_code == 429
+    assert refused["Content-Type"].startswith("text/html")
+    assert 1 <= int(refused["Retry-After"]) <= 60
+    assert "_auth_user_id" not in client.session
+    assert client.get("/admin/login").status_code == 429  # with or without the slash
+    assert client.get("/login/").status_code != 429
+
+
+def test_a_flood_of_unknown_names_does_not_reset_a_login_limit(
+    client, limits_on, settings, tmp_path
+):
+    """On the file cache of a one-machine install (300 entries, then it culls a third
+    at random), entries stored for unknown names used to evict the counters."""
+    settings.CACHES = hostile.production_caches(tmp_path)
+    make_account(username="acme_bakery", slug="acme")
+    for _ in range(3):
+        client.get("/login/")
+    assert client.get("/login/").status_code == 429
+    for i in range(1000):
+        assert client.get(f"/token/nobody-{i}.json").status_code == 404
     assert client.get("/login/").status_code == 429
 
 
@@ -199,11 +233,12 @@ def test_a_refused_request_does_not_touch_the_database(
 
 def test_an_unreachable_cache_fails_open_instead_of_answering_500(client, limits_on, settings):
     settings.CACHES = {
-        "default": {
+        alias: {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             # Port 1 on loopback: nothing listens there; connections are refused at once.
             "LOCATION": "redis://127.0.0.1:1/0",
         }
+        for alias in settings.CACHES
     }
     response = client.post("/hooks/refresh/")
     assert response.status_code not in (429, 500)
@@ -232,11 +267,12 @@ def test_limits_count_across_processes_in_the_real_redis(client, limits_on, sett
     if not url:
         pytest.skip("REDIS_URL is not set")
     settings.CACHES = {
-        "default": {
+        alias: {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": url,
-            "KEY_PREFIX": f"tokenagent-test-ratelimit-{os.getpid()}",
+            "KEY_PREFIX": f"tokenagent-test-ratelimit-{alias}-{os.getpid()}",
         }
+        for alias in settings.CACHES
     }
     # Counters expire by themselves (period + 5 s); never clear() a shared Redis.
     addr = f"192.0.2.{os.getpid() % 250 + 1}"

@@ -526,7 +526,7 @@ def test_owner_pages_carry_a_content_security_policy(owner_client):
 
 @pytest.mark.django_db
 def test_the_preview_may_load_exactly_its_instafeed_and_call_the_graph_api(owner_client):
-    from accounts.selectors import serving
+    from accounts import snippets
     from tests.factories import make_account
 
     make_account(slug="acme")
@@ -534,7 +534,7 @@ def test_the_preview_may_load_exactly_its_instafeed_and_call_the_graph_api(owner
     # The one CDN script the preview (and the README's snippet) loads is allowed;
     # the rest of jsDelivr is not.
     cdn = [s for s in csp["script-src"] if s.startswith("https://")]
-    assert cdn and all(serving.INSTAFEED_CDN_URL.startswith(s) for s in cdn)
+    assert cdn and all(snippets.INSTAFEED_CDN_URL.startswith(s) for s in cdn)
     assert all(s.startswith("https://cdn.jsdelivr.net/npm/instafeed.js@") for s in cdn)
     assert "https://graph.instagram.com" in csp["connect-src"]
     assert "https://*.cdninstagram.com" in csp["img-src"]
@@ -705,7 +705,7 @@ document.addEventListener("securitypolicyviolation", function (e) {
 def test_the_preview_runs_instafeed_under_the_policy_and_nothing_else_runs(
     page, live_server, transactional_db, django_user_model, client
 ):
-    from accounts.selectors import serving
+    from accounts import snippets
     from tests.factories import make_account
 
     if not INSTAFEED_FILE.is_file():
@@ -717,7 +717,7 @@ def test_the_preview_runs_instafeed_under_the_policy_and_nothing_else_runs(
     )
     # The closed network stands in for jsDelivr, the Graph API and Instagram's CDN.
     page.route(
-        serving.INSTAFEED_CDN_URL,
+        snippets.INSTAFEED_CDN_URL,
         lambda route: route.fulfill(
             body=INSTAFEED_FILE.read_bytes(),
             content_type="application/javascript",

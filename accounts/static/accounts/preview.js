@@ -1,5 +1,6 @@
 // The preview page: run Instafeed.js with the token the agent's own snippet set,
-// exactly as the code beside it would on the owner's site.
+// exactly as the code beside it would on the owner's site (the transform and
+// template are accounts/snippets.py's TEXT_ONLY_OPTIONS, verbatim: captions are text).
 (function () {
   "use strict";
   var name = document.currentScript.getAttribute("data-js-name");
@@ -25,6 +26,19 @@
     accessToken: token,
     target: "instafeed",
     limit: 12,
+    // Captions are text, not markup: escape every field the template uses.
+    transform: function (item) {
+      var text = function (s) {
+        return String(s || "").replace(/[&<>"']/g, function (c) {
+          return "&#" + c.charCodeAt(0) + ";";
+        });
+      };
+      item.caption = text(item.caption);
+      item.link = text(item.link);
+      item.image = text(item.image);
+      return item;
+    },
+    template: '<a href="{{link}}"><img title="{{caption}}" src="{{image}}" /></a>',
     after: function () { say("Instafeed.js rendered this feed with the token from the snippet.", false); },
     error: function (err) { say("Instafeed.js could not load the feed: " + (err && err.message), true); }
   }).run();

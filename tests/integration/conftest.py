@@ -1,0 +1,5 @@
+"""Fixtures of the browser tests (tests/integration/browser_site.py): the user's
+website on another origin, the agent restricted to it, and the Graph API and
+jsDelivr answered in the closed network."""
+
+from tests.integration.browser_site import agent, cdn, graph, site, token  # noqa: F401
