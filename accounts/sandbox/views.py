@@ -3,9 +3,8 @@ with scripted failures (see README.md beside this file).
 
 Paths mirror the real hosts under one prefix: ``oauth/authorize`` (www),
 ``oauth/access_token`` (api), ``access_token``, ``refresh_access_token``,
-``<version>/me`` and ``<version>/me/media`` (graph)."""
+``<version>/me`` (graph); ``<version>/me/media`` and the CDN are in media.py."""
 
-import base64
 import json
 import logging
 import math
@@ -21,12 +20,11 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from accounts.sandbox import state, tokens
+from accounts.sandbox import catalog, cdn, state, tokens
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_SCOPE = "instagram_business_basic"
-MEDIA_PER_USER = 12
 PRESET_USERS = ("acme_bakery", "second_shop", "corner_cafe")
 
 _190_MESSAGES = {
@@ -85,6 +83,8 @@ def flat_error(message: str) -> HttpResponse:
     )
 
 
+# Kinds that answer normally with a hostile paging.next (media.py reads the mark).
+PAGING_KINDS = frozenset({"paging_loop", "paging_offhost"})
 FAILURE_KINDS = frozenset(
     {
         "http500",
@@ -101,6 +101,12 @@ FAILURE_KINDS = frozenset(
         "config100",
         "too_young",
         "invalid_code",
+        "http403",
+        "http404",
+        "http429",
+        "bad_json",
+        *PAGING_KINDS,
+        *cdn.BODY_KINDS,
     }
 )
 MAX_SLOW_SECONDS = 600
@@ -136,6 +142,20 @@ def failure_response(kind: str, request: HttpRequest) -> HttpResponse | None:
         )
     if kind == "http503":
         return HttpResponse("Service Unavailable", status=503, content_type="text/plain")
+    if kind in ("http403", "http404"):
+        return HttpResponse(f"HTTP {kind[4:]}", status=int(kind[4:]), content_type="text/plain")
+    if kind == "http429":
+        resp = HttpResponse("Too Many Requests", status=429, content_type="text/plain")
+        resp["Retry-After"] = "120"
+        return resp
+    if kind == "bad_json":
+        # Cut off mid-way, yet labelled JSON (a proxy or a dropped connection).
+        return HttpResponse('{"data": [{"id": "1803', content_type="application/json")
+    if kind in PAGING_KINDS:
+        request.sandbox_paging = kind
+        return None
+    if kind in cdn.BODY_KINDS:
+        return cdn.hostile_response(kind)
     if kind == "non_json":
         return HttpResponse(
             "<!DOCTYPE html><html><body>Sorry, something went wrong.</body></html>",
@@ -393,7 +413,7 @@ def me(request: HttpRequest, version: str | None = None) -> HttpResponse:
         "profile_picture_url": _media_url(request, f"avatar-{u}"),
         "followers_count": 1234,
         "follows_count": 56,
-        "media_count": MEDIA_PER_USER,
+        "media_count": len(catalog.posts(u)),
         "id": tokens.app_scoped_id_for(u),
     }
     requested = {f.strip() for f in request.GET.get("fields", "").split(",") if f.strip()}
@@ -408,54 +428,6 @@ def _media_url(request: HttpRequest, name: str) -> str:
     from django.urls import reverse
 
     return request.build_absolute_uri(reverse("sandbox:media-image", args=[name]))
-
-
-def _cursor(i: int) -> str:
-    return base64.urlsafe_b64encode(f"idx:{i}".encode()).decode().rstrip("=")
-
-
-def _uncursor(c: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(c + "=" * (-len(c) % 4)).decode()
-        return max(0, int(raw.split(":", 1)[1]))
-    except (ValueError, IndexError, UnicodeDecodeError):
-        return 0
-
-
-@endpoint("media")
-@require_http_methods(["GET", "OPTIONS"])
-def media(request: HttpRequest, version: str | None = None) -> HttpResponse:
-    tok, err = _token_or_error(request)
-    if err:
-        return err
-    try:
-        limit = max(1, min(100, int(request.GET.get("limit", 25))))
-    except ValueError:
-        return graph_error(100, "(#100) Param limit must be an integer")
-    start = _uncursor(request.GET.get("after", ""))
-    uid = tokens.user_id_for(tok.username)
-    items = []
-    for i in range(start, min(start + limit, MEDIA_PER_USER)):
-        item = {
-            "id": f"18{int(uid[-8:]):08d}{i:07d}",
-            "media_type": "IMAGE",
-            "caption": f"Sandbox post {i + 1} by @{tok.username}",
-            "media_url": _media_url(request, f"{tok.username}-{i + 1}"),
-            "permalink": f"https://www.instagram.com/p/Sbx{uid[-6:]}{i:03d}/",
-            "timestamp": time.strftime(
-                "%Y-%m-%dT%H:%M:%S+0000", time.gmtime(1741944413 - i * 86400)
-            ),
-            "username": tok.username,
-        }
-        items.append(item)
-    end = start + len(items)
-    body = {"data": items, "paging": {"cursors": {"before": _cursor(start), "after": _cursor(end)}}}
-    if end < MEDIA_PER_USER:
-        q = request.GET.copy()
-        q["after"] = _cursor(end)
-        q["limit"] = str(limit)
-        body["paging"]["next"] = request.build_absolute_uri(request.path) + "?" + q.urlencode()
-    return _graph(body)
 
 
 def media_image(request: HttpRequest, name: str) -> HttpResponse:
@@ -494,6 +466,16 @@ def _endpoint_name(data: dict) -> str:
     return name
 
 
+# Changes to a user's posts and to the CDN (catalog.py, cdn.py).
+_CATALOG_ACTIONS = {
+    "feed": catalog.set_count,
+    "post": catalog.add_post,
+    "delete_post": catalog.delete_post,
+    "caption": catalog.set_caption,
+    "cdn": cdn.set_ttl,
+}
+
+
 @csrf_exempt
 @require_http_methods(["POST"])
 def control(request: HttpRequest, action: str) -> HttpResponse:
@@ -516,6 +498,8 @@ def control(request: HttpRequest, action: str) -> HttpResponse:
             state.set_delay(_endpoint_name(data), seconds)
         elif action == "shape":
             state.set_shape(str(data.get("shape")))
+        elif action in _CATALOG_ACTIONS:
+            return JsonResponse(_CATALOG_ACTIONS[action](data))
         elif action == "revoke":
             state.revoke(str(data["username"]), time.time())
         elif action == "mint":
@@ -536,6 +520,8 @@ def control(request: HttpRequest, action: str) -> HttpResponse:
             )
         else:
             return JsonResponse({"error": f"unknown control action {action!r}"}, status=404)
+    except catalog.PostNotFound as exc:
+        return JsonResponse({"error": str(exc)}, status=404)
     except (ValueError, KeyError, TypeError) as exc:
         return JsonResponse({"error": str(exc)}, status=400)
     return JsonResponse({"ok": True})
