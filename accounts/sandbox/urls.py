@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from accounts.sandbox import media, views
+from accounts.sandbox import control, media, views
 
 app_name = "sandbox"
 
@@ -23,7 +23,7 @@ urlpatterns = [
     # Usernames may contain dots, and image names carry the username.
     re_path(r"^media/(?P<name>[-\w.]+)\.svg$", views.media_image, name="media-image"),
     # control API
-    path("_control/calls", views.control_calls, name="control-calls"),
-    path("_control/requests", views.control_requests, name="control-requests"),
-    path("_control/<slug:action>", views.control, name="control"),
+    path("_control/calls", control.control_calls, name="control-calls"),
+    path("_control/requests", control.control_requests, name="control-requests"),
+    path("_control/<slug:action>", control.control, name="control"),
 ]
