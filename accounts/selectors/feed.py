@@ -198,3 +198,58 @@ def feed_image_get(*, name: str) -> tuple[bytes, str] | None:
         return None
     content = feed_storage.image_read(image=image)
     return (content, image.content_type) if content is not None else None
+
+
+# --- Scheduling and health --------------------------------------------------------------------
+
+
+def feed_accounts_due(*, now: datetime | None = None) -> list[InstagramAccount]:
+    """Active accounts whose feed should be read now (feed_policy.feed_is_due):
+    for beat's fan-out. Accounts needing reconnection are left out: their token
+    cannot read anything, and their last snapshot keeps being served."""
+    now = now or timezone.now()
+    accounts = InstagramAccount.objects.filter(
+        status=InstagramAccount.Status.ACTIVE
+    ).select_related("feed_snapshot")
+    due = []
+    for account in accounts:
+        snapshot = getattr(account, "feed_snapshot", None)
+        if snapshot is None or feed_policy.feed_is_due(
+            synced_at=snapshot.synced_at,
+            attempted_at=snapshot.attempted_at,
+            consecutive_failures=snapshot.consecutive_failures,
+            retry_not_before=snapshot.retry_not_before,
+            now=now,
+        ):
+            due.append(account)
+    return due
+
+
+def feed_health(*, now: datetime | None = None) -> dict:
+    """Feed freshness for /healthz and the dashboard, without account names:
+    counts of fresh, stale and never-synced feeds of active accounts, the oldest
+    good sync, and how many feeds the owner should be alerted about."""
+    now = now or timezone.now()
+    snapshots = {
+        s.account_id: s
+        for s in FeedSnapshot.objects.filter(account__status=InstagramAccount.Status.ACTIVE).defer(
+            "posts"
+        )
+    }
+    accounts = InstagramAccount.objects.filter(status=InstagramAccount.Status.ACTIVE)
+    counts = {"feeds": 0, "fresh": 0, "stale": 0, "never_synced": 0, "alerting": 0}
+    oldest: datetime | None = None
+    for account in accounts.only("pk", "created_at"):
+        counts["feeds"] += 1
+        snapshot = snapshots.get(account.pk)
+        synced_at = snapshot.synced_at if snapshot else None
+        if synced_at is None:
+            counts["never_synced"] += 1
+        stale = feed_is_stale(snapshot=snapshot, now=now)
+        counts["stale" if stale else "fresh"] += 1
+        if synced_at and (oldest is None or synced_at < oldest):
+            oldest = synced_at
+        created = snapshot.created_at if snapshot else account.created_at
+        if feed_policy.feed_needs_alert(synced_at=synced_at, created_at=created, now=now):
+            counts["alerting"] += 1
+    return {**counts, "oldest_synced_at": _iso(oldest)}

@@ -2,12 +2,12 @@
 functions over stored posts, the one image URL builder, and image lookup by name."""
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from accounts.models import FeedImage
+from accounts.models import FeedImage, FeedSnapshot, InstagramAccount
 from accounts.selectors import feed as selectors
 
 BASE = "https://agent.example.com/"
@@ -227,3 +227,70 @@ def test_an_image_is_found_by_its_exact_name_only():
         "",
     ]:
         assert selectors.feed_image_get(name=name) is None, name
+
+
+# --- scheduling and health --------------------------------------------------------------------
+
+
+@pytest.fixture
+def feeds(db):
+    """Accounts in every feed state, at NOW."""
+    from tests.factories import make_account
+
+    def with_snapshot(slug, **fields):
+        account = make_account(slug=slug)
+        FeedSnapshot.objects.create(account=account, **fields)
+        FeedSnapshot.objects.filter(account=account).update(created_at=NOW - timedelta(days=2))
+        return account
+
+    new = make_account(slug="new")  # connected 10 minutes ago, no snapshot yet
+    InstagramAccount.objects.filter(pk=new.pk).update(created_at=NOW - timedelta(minutes=10))
+    return {
+        "new": new,
+        "fresh": with_snapshot(
+            "fresh", synced_at=NOW - timedelta(minutes=5), attempted_at=NOW - timedelta(minutes=5)
+        ),
+        "due": with_snapshot(
+            "due", synced_at=NOW - timedelta(minutes=31), attempted_at=NOW - timedelta(minutes=31)
+        ),
+        "failing": with_snapshot(
+            "failing",
+            synced_at=NOW - timedelta(hours=5),
+            attempted_at=NOW - timedelta(minutes=10),
+            last_error_at=NOW - timedelta(minutes=10),
+            consecutive_failures=3,
+        ),
+        "limited": with_snapshot(
+            "limited",
+            synced_at=NOW - timedelta(hours=1),
+            attempted_at=NOW - timedelta(hours=1),
+            last_error_at=NOW - timedelta(hours=1),
+            consecutive_failures=1,
+            retry_not_before=NOW + timedelta(minutes=30),
+        ),
+        "reconnect": make_account(slug="reconnect", status="needs_reconnect"),
+        "gone": make_account(slug="gone", status="disconnected"),
+    }
+
+
+NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
+
+
+def test_accounts_due_are_the_active_ones_whose_period_or_backoff_passed(feeds):
+    due = {a.slug for a in selectors.feed_accounts_due(now=NOW)}
+    # failing: 3 failures back off to 4 periods (2 h) after the last attempt.
+    assert due == {"new", "due"}
+    later = {a.slug for a in selectors.feed_accounts_due(now=NOW + timedelta(hours=2))}
+    assert later == {"new", "due", "fresh", "failing", "limited"}
+
+
+def test_feed_health_counts_without_naming_accounts(feeds):
+    health = selectors.feed_health(now=NOW)
+    assert health == {
+        "feeds": 5,  # active accounts only
+        "fresh": 2,  # fresh, due (31 minutes is not stale yet)
+        "stale": 3,  # new (never synced), failing, limited
+        "never_synced": 1,
+        "alerting": 1,  # failing: 5 h without a good sync > 4 periods
+        "oldest_synced_at": "2030-01-01T07:00:00Z",
+    }
