@@ -1,9 +1,9 @@
-"""The only code that speaks HTTP to Instagram (instagram-api.md).
+"""The only code that speaks HTTP to Instagram (docs/instagram.md).
 
 It knows URLs, parameters and response shapes, nothing about our models. Every
 call goes through one ``requests.Session`` per process with a connect and a read
 timeout and a descriptive User-Agent, both read from settings on each call.
-Failures become the exception family below (section 7 of instagram-api.md),
+Failures become the exception family below (section 7 of docs/instagram.md),
 decided on Instagram's ``code``/``error_subcode`` rather than the HTTP status.
 No message, repr, args or log line carries a token, a secret, an OAuth code or
 an ``access_token=`` URL: messages are built without URLs, the values a call sent
@@ -17,14 +17,15 @@ import logging
 import os
 import re
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Any
-from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urlsplit
+from urllib.parse import parse_qsl, quote, quote_plus, urlencode, urljoin, urlsplit
 
 import requests
+import urllib3
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.utils import timezone
@@ -35,7 +36,6 @@ logger = logging.getLogger(__name__)
 
 REQUIRED_SCOPE = "instagram_business_basic"
 PROFILE_FIELDS = "user_id,username,name,account_type,profile_picture_url,media_count"
-MEDIA_FIELDS = "id,caption,media_type,media_url,permalink,thumbnail_url,timestamp,username"
 
 
 # --- Errors ---------------------------------------------------------------------------
@@ -162,12 +162,6 @@ class Profile:
     account_type: str = ""
     profile_picture_url: str = ""
     media_count: int | None = None
-
-
-@dataclass(frozen=True)
-class MediaPage:
-    items: list[dict[str, Any]]
-    next_url: str | None = field(default=None, repr=False)
 
 
 # --- Plumbing --------------------------------------------------------------------------
@@ -657,48 +651,336 @@ def _same_origin(url: str, base: str) -> bool:
     return (a.scheme.lower(), a.netloc.lower()) == (b.scheme.lower(), b.netloc.lower())
 
 
-def get_media_page(*, access_token: str, limit: int = 25, next_url: str | None = None) -> MediaPage:
-    """One page of ``/me/media`` (section 6). Pass ``next_url`` from the previous
-    page to continue; ``next_url`` is None on the last page. A ``next_url`` is only
-    followed on the configured Graph host, since it is sent with the token."""
-    if next_url:
-        if not _same_origin(next_url, settings.INSTAGRAM_GRAPH_URL):
-            raise InstagramMalformedResponseError(
-                f"paging.next points away from the Graph host ({_where(next_url)})"
-            )
-        has_token = any(k == "access_token" for k, _ in parse_qsl(urlsplit(next_url).query))
-        body = _graph_get(next_url, {} if has_token else {"access_token": access_token})
-    else:
-        body = _graph_get(
-            _graph("me/media", versioned=True),
-            {"fields": MEDIA_FIELDS, "limit": limit, "access_token": access_token},
+# --- Media (section 6) and the media CDN ------------------------------------------------------
+
+MEDIA_TYPES = frozenset({"IMAGE", "VIDEO", "CAROUSEL_ALBUM"})
+CHILD_TYPES = frozenset({"IMAGE", "VIDEO"})
+MEDIA_CHILD_FIELDS = "id,media_type,media_url,thumbnail_url"
+# What a feed needs; carousel items through field expansion (section 6).
+MEDIA_FIELDS = (
+    "id,media_type,media_url,thumbnail_url,permalink,caption,timestamp,"
+    f"children{{{MEDIA_CHILD_FIELDS}}}"
+)
+MEDIA_PAGE_LIMIT = 100  # the most asked for per page (the edge's maximum is unconfirmed)
+# However the pages are cut, a listing stops after this many: a server handing out
+# empty or one-item pages cannot keep a sync paging (and spending rate budget).
+MEDIA_MAX_PAGES = 20
+MAX_CAPTION = 2200  # Instagram's own caption limit; anything longer is not Instagram's
+MAX_CHILDREN = 20  # Instagram allows up to 20 items in a carousel
+MAX_URL = 4096
+_MEDIA_ID = re.compile(r"[0-9A-Za-z_]{1,64}")
+# The media CDN's hosts (scontent*.cdninstagram.com, *.fbcdn.net); the configured
+# Graph host is allowed too (the sandbox serves its own "CDN").
+DEFAULT_IMAGE_HOSTS = ("cdninstagram.com", "fbcdn.net")
+IMAGE_MAX_REDIRECTS = 3
+_IMAGE_ACCEPT = "image/jpeg,image/png,image/webp;q=0.9,image/*;q=0.5"
+
+
+class InstagramImageError(InstagramError):
+    """The media CDN did not hand over a usable picture: it refused the URL (403 once
+    expired, 404 once deleted), sent something that is not an image, or too much.
+    Not worth retrying with the same URL."""
+
+
+@dataclass(frozen=True)
+class MediaChild:
+    """One item of a carousel. URLs are the CDN's (short-lived), "" when absent."""
+
+    id: str
+    media_type: str  # IMAGE or VIDEO
+    media_url: str = ""
+    thumbnail_url: str = ""  # VIDEO only
+
+
+@dataclass(frozen=True)
+class Media:
+    """One post of ``/me/media``. ``media_url`` is "" when Instagram withholds it
+    (flagged or licensed content); ``caption`` is None when absent (section 6)."""
+
+    id: str
+    media_type: str  # IMAGE, VIDEO or CAROUSEL_ALBUM
+    permalink: str
+    timestamp: datetime
+    caption: str | None = None
+    media_url: str = ""
+    thumbnail_url: str = ""
+    children: tuple[MediaChild, ...] = ()
+
+
+@dataclass(frozen=True)
+class FetchedImage:
+    content: bytes = field(repr=False)
+    content_type: str
+
+
+def _http_url(value: Any) -> str:
+    """``value`` if it is an absolute http(s) URL of a sane length, else ""."""
+    if not isinstance(value, str) or not value or len(value) > MAX_URL:
+        return ""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return ""
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username:
+        return ""
+    if any(c.isspace() or ord(c) < 32 for c in value):
+        return ""
+    return value
+
+
+def _media_id(value: Any) -> str | None:
+    found = _id_string(value)
+    return found if found and _MEDIA_ID.fullmatch(found) else None
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo else None
+
+
+def _media_child(raw: Any) -> MediaChild | None:
+    if not isinstance(raw, dict):
+        return None
+    media_id, media_type = _media_id(raw.get("id")), raw.get("media_type")
+    if media_id is None or media_type not in CHILD_TYPES:
+        return None
+    return MediaChild(
+        id=media_id,
+        media_type=media_type,
+        media_url=_http_url(raw.get("media_url")),
+        thumbnail_url=_http_url(raw.get("thumbnail_url")) if media_type == "VIDEO" else "",
+    )
+
+
+def _media(raw: Any) -> Media | None:
+    """One item of a page, or None when it cannot be one of our posts (no id, an
+    unknown media type, no readable timestamp)."""
+    if not isinstance(raw, dict):
+        return None
+    media_id, media_type = _media_id(raw.get("id")), raw.get("media_type")
+    timestamp = _timestamp(raw.get("timestamp"))
+    if media_id is None or media_type not in MEDIA_TYPES or timestamp is None:
+        return None
+    caption = raw.get("caption")
+    children: tuple[MediaChild, ...] = ()
+    if media_type == "CAROUSEL_ALBUM":
+        edge = raw.get("children")
+        items = edge.get("data") if isinstance(edge, dict) else None
+        if isinstance(items, list):
+            parsed = (_media_child(c) for c in items[:MAX_CHILDREN])
+            children = tuple(c for c in parsed if c is not None)
+    return Media(
+        id=media_id,
+        media_type=media_type,
+        permalink=_http_url(raw.get("permalink")),
+        timestamp=timestamp,
+        caption=caption[:MAX_CAPTION] if isinstance(caption, str) else None,
+        media_url=_http_url(raw.get("media_url")),
+        thumbnail_url=_http_url(raw.get("thumbnail_url")) if media_type == "VIDEO" else "",
+        children=children,
+    )
+
+
+def _checked_next(nxt: str) -> str:
+    """A ``paging.next`` URL may only lead back to the configured Graph API (it is
+    sent with the token): same scheme and host, under the same base path."""
+    base = settings.INSTAGRAM_GRAPH_URL
+    if not _same_origin(nxt, base) or not _http_url(nxt):
+        raise InstagramMalformedResponseError(
+            f"paging.next points away from the Graph host ({_where(nxt)})"
         )
-    data = body.get("data")
-    if not isinstance(data, list):
-        raise InstagramMalformedResponseError("/me/media answer has no data list")
-    paging = body.get("paging") if isinstance(body.get("paging"), dict) else {}
-    nxt = paging.get("next") if isinstance(paging.get("next"), str) and paging["next"] else None
-    return MediaPage(items=[m for m in data if isinstance(m, dict)], next_url=nxt)
+    prefix = urlsplit(base).path.rstrip("/") + "/"
+    if not urlsplit(nxt).path.startswith(prefix):
+        raise InstagramMalformedResponseError(
+            f"paging.next points outside the Graph API ({_where(nxt)})"
+        )
+    return nxt
 
 
-def iter_media(
-    *, access_token: str, limit: int = 25, max_items: int = 100, max_pages: int = 50
-) -> Iterator[dict]:
-    """Media items newest first, following ``paging.next`` until it is absent (a
-    short page is not the end). Stops at ``max_items``, after ``max_pages`` pages,
-    or when a ``next`` URL repeats (a server looping on the same cursor)."""
-    seen, pages = 0, 1
+def media_list(*, access_token: str, limit: int) -> list[Media]:
+    """The newest ``limit`` posts of ``/me/media`` (section 6), newest first.
+
+    Reads the pinned Graph version with the fields a feed needs, then follows
+    ``paging.next`` (a short page is not the end) until ``limit`` posts, the last
+    page, a repeated ``next``, a page bringing nothing new, or ``MEDIA_MAX_PAGES``.
+    A ``next`` leading anywhere but the configured Graph API is refused before any
+    request (it would carry the token). Items that cannot be posts are skipped;
+    pages with items of which none is readable are a malformed answer, so a sync
+    never mistakes garbage for an empty feed."""
+    if limit < 1:
+        return []
+    url = _graph("me/media", versioned=True)
+    params: dict[str, Any] = {
+        "fields": MEDIA_FIELDS,
+        "limit": min(limit, MEDIA_PAGE_LIMIT),
+        "access_token": access_token,
+    }
+    found: dict[str, Media] = {}
     followed: set[str] = set()
-    page = get_media_page(access_token=access_token, limit=limit)
-    while True:
-        for item in page.items:
-            if seen >= max_items:
-                return
-            yield item
-            seen += 1
-        nxt = page.next_url
-        if seen >= max_items or not nxt or nxt in followed or pages >= max_pages:
-            return
-        followed.add(nxt)
-        page = get_media_page(access_token=access_token, next_url=nxt)
-        pages += 1
+    offered = 0
+    for _ in range(MEDIA_MAX_PAGES):
+        body = _graph_get(url, params)
+        data = body.get("data")
+        if not isinstance(data, list):
+            raise InstagramMalformedResponseError("/me/media answer has no data list")
+        before = len(found)
+        for raw in data:
+            offered += 1
+            item = _media(raw)
+            if item is not None and item.id not in found:
+                found[item.id] = item
+                if len(found) >= limit:
+                    return list(found.values())
+        if offered and not found:
+            raise InstagramMalformedResponseError("/me/media listed no readable post")
+        paging = body.get("paging") if isinstance(body.get("paging"), dict) else {}
+        nxt = paging.get("next")
+        if not isinstance(nxt, str) or not nxt or nxt in followed:
+            break
+        if data and len(found) == before:
+            break  # a page of posts already seen: the server is going round in circles
+        followed.add(_checked_next(nxt))
+        query = dict(parse_qsl(urlsplit(nxt).query))
+        url, params = nxt, {}
+        if "access_token" not in query:
+            params["access_token"] = access_token
+        if "fields" not in query:
+            params["fields"] = MEDIA_FIELDS
+    return list(found.values())
+
+
+def _image_host_allowed(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    graph_host = (urlsplit(settings.INSTAGRAM_GRAPH_URL).hostname or "").lower()
+    suffixes = getattr(settings, "FEED_IMAGE_HOSTS", None) or DEFAULT_IMAGE_HOSTS
+    return host == graph_host or any(
+        host == s.lower().lstrip(".") or host.endswith("." + s.lower().lstrip("."))
+        for s in suffixes
+    )
+
+
+def _image_target(url: str) -> str:
+    checked = _http_url(url)
+    host = urlsplit(checked).hostname if checked else None
+    if not host:
+        raise InstagramImageError(f"not an http(s) image URL ({_where(url)})")
+    if not _image_host_allowed(host):
+        raise InstagramImageError(
+            f"image host is not Instagram's media CDN ({host}; see FEED_IMAGE_HOSTS)"
+        )
+    return checked
+
+
+def fetch_image(url: str, *, max_bytes: int, timeout: float) -> FetchedImage:
+    """Download one picture from Instagram's media CDN: the only HTTP to the CDN.
+
+    Only http(s) URLs on the CDN's hosts (or the Graph host), at most
+    ``IMAGE_MAX_REDIRECTS`` redirects, each checked the same way. The body is
+    streamed and refused past ``max_bytes``; ``timeout`` bounds the whole download,
+    not only each read. No token is ever sent, and messages name host and path only.
+    Raises InstagramImageError (refused, not an image, too large),
+    InstagramRateLimitError (429) or InstagramTransientError (network, timeout, 5xx).
+    """
+    deadline = time.monotonic() + timeout
+    target = _image_target(url)
+    headers = {
+        "User-Agent": settings.INSTAGRAM_USER_AGENT,
+        "Accept": _IMAGE_ACCEPT,
+        "Accept-Encoding": "identity",
+    }
+    for _hop in range(IMAGE_MAX_REDIRECTS + 1):
+        where = _where(target)
+        left = max(0.1, deadline - time.monotonic())
+        failure: InstagramError | None = None
+        try:
+            resp = _session().get(
+                target,
+                headers=headers,
+                stream=True,
+                allow_redirects=False,
+                timeout=(min(settings.INSTAGRAM_CONNECT_TIMEOUT, left), left),
+            )
+        except requests.Timeout as exc:
+            failure = InstagramTransientError(
+                f"the media CDN did not answer in time ({type(exc).__name__} calling {where})"
+            )
+        except requests.RequestException as exc:
+            failure = InstagramTransientError(
+                f"could not reach the media CDN ({type(exc).__name__} calling {where})"
+            )
+        if failure is not None:
+            logger.info("image download failed: %s", failure.message)
+            raise failure
+        with resp:
+            if resp.is_redirect:
+                target = _image_target(urljoin(target, resp.headers.get("Location", "")))
+                continue
+            return _image_body(resp, where=where, max_bytes=max_bytes, deadline=deadline)
+    raise InstagramImageError(f"too many redirects fetching an image ({_where(url)})")
+
+
+def _image_body(
+    resp: requests.Response, *, where: str, max_bytes: int, deadline: float
+) -> FetchedImage:
+    status = resp.status_code
+    if status == 429:
+        seconds = _int((resp.headers.get("Retry-After") or "").strip())
+        raise InstagramRateLimitError(
+            f"the media CDN is rate limiting (HTTP 429 for {where})",
+            status=status,
+            retry_after=float(seconds) if seconds and seconds > 0 else None,
+        )
+    if status >= 500:
+        raise InstagramTransientError(
+            f"the media CDN answered HTTP {status} for {where}", status=status
+        )
+    if not _ok(status):
+        raise InstagramImageError(
+            f"the media CDN refused {where} with HTTP {status} (an expired or deleted URL?)",
+            status=status,
+        )
+    content_type = (resp.headers.get("Content-Type") or "").split(";")[0].strip().lower()
+    if not content_type.startswith("image/"):
+        raise InstagramImageError(
+            f"the media CDN sent {content_type or 'no content type'}, not an image, for {where}",
+            status=status,
+        )
+    declared = _int(resp.headers.get("Content-Length"))
+    if declared is not None and declared > max_bytes:
+        raise InstagramImageError(
+            f"image of {declared} bytes exceeds the {max_bytes}-byte limit ({where})", status=status
+        )
+    chunks: list[bytes] = []
+    size = 0
+    failure: InstagramError | None = None
+    try:
+        while True:
+            # read1: whatever one read brings, so a server dripping bytes cannot keep
+            # the loop from checking the deadline (read() would wait for the amount).
+            chunk = resp.raw.read1(64 * 1024, decode_content=False)
+            if not chunk:
+                break
+            size += len(chunk)
+            if size > max_bytes:
+                failure = InstagramImageError(
+                    f"image exceeds the {max_bytes}-byte limit ({where})", status=status
+                )
+                break
+            if time.monotonic() > deadline:
+                failure = InstagramTransientError(f"image download took too long ({where})")
+                break
+            chunks.append(chunk)
+    except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as exc:
+        # A read timeout or a dropped connection midway (urllib3 raises its own errors
+        # when the raw stream is read directly).
+        failure = InstagramTransientError(
+            f"image download broke off ({type(exc).__name__} reading {where})"
+        )
+    if failure is not None:
+        raise failure
+    return FetchedImage(content=b"".join(chunks), content_type=content_type)

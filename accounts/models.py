@@ -276,3 +276,85 @@ class OwnerIdentity(models.Model):
 
     def __str__(self) -> str:
         return f"@{self.username} = Instagram user {self.ig_user_id}"
+
+
+# --- The feed: per-account snapshots of /me/media and the mirrored images ---------------------
+
+
+class FeedSnapshot(models.Model):
+    """The last good copy of an account's feed, served while Instagram fails.
+
+    ``posts`` holds the posts in the served shape with images as references
+    (``sha256``/width/height of each rendition); URLs are built when served. A sync
+    claims the row by moving ``sync_locked_until`` forward in one conditional
+    UPDATE; no transaction is held across the calls to Instagram."""
+
+    account = models.OneToOneField(
+        InstagramAccount, on_delete=models.CASCADE, related_name="feed_snapshot"
+    )
+    posts = models.JSONField(default=list, blank=True)
+    # Last successful read of Instagram (served as ``updated_at``).
+    synced_at = models.DateTimeField(null=True, blank=True)
+    # When ``posts`` last changed (a sync that found the same feed leaves it).
+    changed_at = models.DateTimeField(null=True, blank=True)
+    attempted_at = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True, help_text="Last sync failure, redacted.")
+    last_error_at = models.DateTimeField(null=True, blank=True)
+    error_class = models.CharField(max_length=64, blank=True)
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    # Instagram asked us to wait (rate limit): no sync before this.
+    retry_not_before = models.DateTimeField(null=True, blank=True)
+    # Pictures the last successful sync could not mirror (their posts are left out).
+    images_missing = models.PositiveIntegerField(default=0)
+    last_image_error = models.TextField(blank=True)
+    sync_locked_until = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"feed of {self.account_id} ({len(self.posts)} posts)"
+
+
+class FeedImage(models.Model):
+    """One rendition of a mirrored picture, content-addressed by the SHA-256 of its
+    bytes. The bytes live in ``data`` (the default, "database") or in the Django
+    storage named by ``storage`` under ``storage_name``."""
+
+    sha256 = models.CharField(max_length=64, unique=True)
+    # SHA-256 of the picture as downloaded from Instagram's CDN.
+    source_sha256 = models.CharField(max_length=64, db_index=True)
+    width = models.PositiveIntegerField()
+    height = models.PositiveIntegerField()
+    size = models.PositiveIntegerField()
+    content_type = models.CharField(max_length=32)
+    data = models.BinaryField(null=True, editable=False)
+    storage = models.CharField(max_length=64, blank=True, help_text="Blank: the database.")
+    storage_name = models.CharField(max_length=255, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.sha256[:12]} {self.width}x{self.height}"
+
+
+class FeedImageUse(models.Model):
+    """Which snapshot needs which image: in its current posts, its previous posts
+    (kept one more sync), or pending (mirrored by a sync that has not swapped yet).
+    An image without any use is deleted; PROTECT makes deleting a used one fail."""
+
+    class Role(models.TextChoices):
+        CURRENT = "current", "Current"
+        PREVIOUS = "previous", "Previous"
+        PENDING = "pending", "Pending"
+
+    snapshot = models.ForeignKey(FeedSnapshot, on_delete=models.CASCADE, related_name="image_uses")
+    image = models.ForeignKey(FeedImage, on_delete=models.PROTECT, related_name="uses")
+    role = models.CharField(max_length=10, choices=Role.choices)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["snapshot", "image", "role"], name="feed_image_use_unique"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.role} use of {self.image_id} by {self.snapshot_id}"

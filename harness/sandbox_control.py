@@ -43,6 +43,29 @@ class SandboxControl:
         """A long-lived sandbox token issued ``age_hours`` ago."""
         return self._post("mint", username=username, age_hours=age_hours, **kw)
 
+    def feed(self, username: str = "acme_bakery", count: int = 12) -> None:
+        """The user's feed becomes ``count`` default posts."""
+        self._post("feed", username=username, count=count)
+
+    def add_post(self, username: str = "acme_bakery", **fields: Any) -> dict[str, Any]:
+        """A new newest post (media_type, caption, width, height, children); its ids."""
+        return self._post("post", username=username, **fields)
+
+    def delete_post(self, media_id: str, username: str = "acme_bakery") -> None:
+        self._post("delete_post", username=username, id=media_id)
+
+    def caption(self, media_id: str, caption: str | None, username: str = "acme_bakery") -> None:
+        self._post("caption", username=username, id=media_id, caption=caption)
+
+    def cdn_ttl(self, seconds: int) -> None:
+        """Lifetime of the CDN URLs handed out from now on (<= 0: already expired)."""
+        self._post("cdn", ttl_seconds=seconds)
+
+    def journal(self) -> list[dict[str, Any]]:
+        r = self.http.get(f"{self.base_url}/_control/requests", timeout=10)
+        r.raise_for_status()
+        return r.json()["requests"]
+
     def calls(self) -> dict[str, int]:
         r = self.http.get(f"{self.base_url}/_control/calls", timeout=10)
         r.raise_for_status()

@@ -1,4 +1,4 @@
-"""Instagram payloads and error shapes from instagram-api.md, for `responses`.
+"""Instagram payloads and error shapes from docs/instagram.md, for `responses`.
 
 Each function returns exactly what the real API sends (observed and documented
 variants), and ``register_*`` helpers wire whole flows onto a RequestsMock."""
@@ -63,24 +63,76 @@ def me(*, user_id=USER_ID, username="acme_bakery", app_scoped_id=APP_SCOPED_ID, 
     return {"data": [body]} if wrapped else body
 
 
-def media_next_url(*, after, count=3, token=LONG_TOKEN, user_id=USER_ID):
-    """A ``paging.next`` URL as Graph builds it: IG user id path, token in the query."""
-    return f"{GRAPH}/{VERSION}/{user_id}/media?access_token={token}&limit={count}&after={after}"
+MEDIA_FIELDS_SENT = (
+    "id,media_type,media_url,thumbnail_url,permalink,caption,timestamp,"
+    "children{id,media_type,media_url,thumbnail_url}"
+)
+CDN = "https://scontent.cdninstagram.com"
 
 
-def media_page(*, count=3, after=None, username="acme_bakery", start=0, token=LONG_TOKEN):
-    items = [
-        {
-            "id": f"180345678901{start + i:05d}",
-            "media_type": "IMAGE",
-            "caption": f"Post {start + i}",
-            "media_url": f"https://scontent.cdninstagram.com/v/fake{start + i}.jpg?oe=6823A1B2",
-            "permalink": f"https://www.instagram.com/p/DFake{start + i:04d}/",
-            "timestamp": "2025-03-14T09:26:53+0000",
-            "username": username,
-        }
-        for i in range(count)
-    ]
+def media_next_url(*, after, count=3, token=LONG_TOKEN, user_id=USER_ID, fields=True):
+    """A ``paging.next`` URL as Graph builds it: IG user id path, the token, the
+    fields and the limit of the call in the query, then the cursor."""
+    query = f"access_token={token}"
+    if fields:
+        query += f"&fields={MEDIA_FIELDS_SENT}"
+    return f"{GRAPH}/{VERSION}/{user_id}/media?{query}&limit={count}&after={after}"
+
+
+def cdn_url(name, expiry="6823A1B2"):
+    """A media CDN URL: signed (``oh=``), expiring (``oe=``)."""
+    return f"{CDN}/v/t51.2885-15/{name}?_nc_cat=101&oh=00_AYfakeSignature&oe={expiry}"
+
+
+def media_item(n, *, media_type="IMAGE", username="acme_bakery", caption=True, **fields):
+    """One /me/media item (section 6) of each media type, Instagram's way: a
+    VIDEO has ``thumbnail_url``, a carousel's ``media_url`` is its first child's and
+    its items come through ``children{...}``."""
+    item = {
+        "id": f"180345678901{n:05d}",
+        "media_type": media_type,
+        "permalink": f"https://www.instagram.com/p/DFake{n:04d}/",
+        "timestamp": "2025-03-14T09:26:53+0000",
+        "username": username,
+    }
+    if caption is not False:
+        item["caption"] = caption if isinstance(caption, str) else f"Post {n}"
+    if media_type == "VIDEO":
+        item["media_url"] = cdn_url(f"fake{n}.mp4")
+        item["thumbnail_url"] = cdn_url(f"fake{n}_thumb.jpg")
+    elif media_type == "CAROUSEL_ALBUM":
+        children = [
+            {
+                "id": f"179345678901{n:03d}{c:02d}",
+                "media_type": "IMAGE",
+                "media_url": cdn_url(f"fake{n}_{c}.jpg"),
+            }
+            for c in range(2)
+        ]
+        children.append(
+            {
+                "id": f"179345678901{n:03d}02",
+                "media_type": "VIDEO",
+                "media_url": cdn_url(f"fake{n}_2.mp4"),
+                "thumbnail_url": cdn_url(f"fake{n}_2_thumb.jpg"),
+            }
+        )
+        item["media_url"] = children[0]["media_url"]
+        item["children"] = {"data": children}
+    else:
+        item["media_url"] = cdn_url(f"fake{n}.jpg")
+    item.update(fields)
+    return item
+
+
+def media_page(
+    *, count=3, after=None, username="acme_bakery", start=0, token=LONG_TOKEN, items=None
+):
+    items = (
+        items
+        if items is not None
+        else [media_item(start + i, username=username) for i in range(count)]
+    )
     body = {"data": items, "paging": {"cursors": {"before": "QVFIUb", "after": "QVFIUa"}}}
     if after:
         body["paging"]["next"] = media_next_url(after=after, count=count, token=token)
@@ -157,6 +209,7 @@ LONG_LIVED_URL = f"{GRAPH}/access_token"
 REFRESH_URL = f"{GRAPH}/refresh_access_token"
 ME_URL = re.compile(rf"^{re.escape(GRAPH)}/{re.escape(VERSION)}/me(\?.*)?$")
 MEDIA_URL = re.compile(rf"^{re.escape(GRAPH)}/{re.escape(VERSION)}/me/media(\?.*)?$")
+CDN_URL = re.compile(rf"^{re.escape(CDN)}/.*$")
 
 
 # --- Flows --------------------------------------------------------------------

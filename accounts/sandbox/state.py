@@ -1,6 +1,7 @@
 """Sandbox Instagram state, kept in the Django cache under ``sandbox:`` so several
 processes sharing a cache (Redis) share it: used codes, scripted failures,
 persistent failure modes, delays, the response shape, call counters, revocations,
+the posts the control API changed (catalog.py), the CDN URL lifetime (cdn.py),
 and a journal of the requests received (secrets in it only as fingerprints).
 """
 
@@ -28,7 +29,7 @@ class _Store:
 
 cache = _Store()
 
-ENDPOINTS = ("authorize", "code_exchange", "long_lived", "refresh", "me", "media")
+ENDPOINTS = ("authorize", "code_exchange", "long_lived", "refresh", "me", "media", "cdn")
 SHAPES = ("observed", "documented")
 _P = "sandbox:"
 _FOREVER = None
@@ -43,6 +44,7 @@ def _key(*parts: str) -> str:
 
 def reset() -> None:
     keys = [_key("shape"), _key("revoked"), _key("journal")]
+    keys += [_key("posts"), _key("post_serial"), _key("cdn_ttl")]
     for e in (*ENDPOINTS, "*"):
         keys += [_key("fail", e), _key("mode", e), _key("delay", e), _key("calls", e)]
     cache.delete_many(keys)

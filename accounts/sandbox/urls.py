@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from accounts.sandbox import views
+from accounts.sandbox import control, media, views
 
 app_name = "sandbox"
 
@@ -15,11 +15,15 @@ urlpatterns = [
     path("access_token", views.long_lived, name="long-lived"),
     path("refresh_access_token", views.refresh, name="refresh"),
     re_path(r"^(?:(?P<version>v\d+\.\d+)/)?me$", views.me, name="me"),
-    re_path(r"^(?:(?P<version>v\d+\.\d+)/)?me/media$", views.media, name="media"),
+    re_path(r"^(?:(?P<version>v\d+\.\d+)/)?me/media$", media.media, name="media"),
+    # paging.next points at the IG user id's edge, versioned.
+    re_path(r"^(?P<version>v\d+\.\d+)/(?P<ig_id>\d+)/media$", media.media, name="user-media"),
+    # The media CDN (scontent.cdninstagram.com): signed, expiring URLs.
+    re_path(r"^cdn/(?P<username>[\w.]+)/(?P<name>[\w.]+)$", media.cdn_asset, name="cdn"),
     # Usernames may contain dots, and image names carry the username.
     re_path(r"^media/(?P<name>[-\w.]+)\.svg$", views.media_image, name="media-image"),
     # control API
-    path("_control/calls", views.control_calls, name="control-calls"),
-    path("_control/requests", views.control_requests, name="control-requests"),
-    path("_control/<slug:action>", views.control, name="control"),
+    path("_control/calls", control.control_calls, name="control-calls"),
+    path("_control/requests", control.control_requests, name="control-requests"),
+    path("_control/<slug:action>", control.control, name="control"),
 ]

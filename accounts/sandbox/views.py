@@ -1,11 +1,11 @@
-"""The sandbox Instagram: the endpoints of instagram-api.md, faithfully shaped,
+"""The sandbox Instagram: the endpoints of docs/instagram.md, faithfully shaped,
 with scripted failures (see README.md beside this file).
 
 Paths mirror the real hosts under one prefix: ``oauth/authorize`` (www),
 ``oauth/access_token`` (api), ``access_token``, ``refresh_access_token``,
-``<version>/me`` and ``<version>/me/media`` (graph)."""
+``<version>/me`` (graph); ``<version>/me/media`` and the CDN are in media.py, the
+control API in control.py."""
 
-import base64
 import json
 import logging
 import math
@@ -21,12 +21,11 @@ from django.shortcuts import render
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
-from accounts.sandbox import state, tokens
+from accounts.sandbox import catalog, cdn, state, tokens
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_SCOPE = "instagram_business_basic"
-MEDIA_PER_USER = 12
 PRESET_USERS = ("acme_bakery", "second_shop", "corner_cafe")
 
 _190_MESSAGES = {
@@ -85,6 +84,8 @@ def flat_error(message: str) -> HttpResponse:
     )
 
 
+# Kinds that answer normally with a hostile paging.next (media.py reads the mark).
+PAGING_KINDS = frozenset({"paging_loop", "paging_offhost"})
 FAILURE_KINDS = frozenset(
     {
         "http500",
@@ -101,6 +102,12 @@ FAILURE_KINDS = frozenset(
         "config100",
         "too_young",
         "invalid_code",
+        "http403",
+        "http404",
+        "http429",
+        "bad_json",
+        *PAGING_KINDS,
+        *cdn.BODY_KINDS,
     }
 )
 MAX_SLOW_SECONDS = 600
@@ -136,6 +143,20 @@ def failure_response(kind: str, request: HttpRequest) -> HttpResponse | None:
         )
     if kind == "http503":
         return HttpResponse("Service Unavailable", status=503, content_type="text/plain")
+    if kind in ("http403", "http404"):
+        return HttpResponse(f"HTTP {kind[4:]}", status=int(kind[4:]), content_type="text/plain")
+    if kind == "http429":
+        resp = HttpResponse("Too Many Requests", status=429, content_type="text/plain")
+        resp["Retry-After"] = "120"
+        return resp
+    if kind == "bad_json":
+        # Cut off mid-way, yet labelled JSON (a proxy or a dropped connection).
+        return HttpResponse('{"data": [{"id": "1803', content_type="application/json")
+    if kind in PAGING_KINDS:
+        request.sandbox_paging = kind
+        return None
+    if kind in cdn.BODY_KINDS:
+        return cdn.hostile_response(kind)
     if kind == "non_json":
         return HttpResponse(
             "<!DOCTYPE html><html><body>Sorry, something went wrong.</body></html>",
@@ -393,7 +414,7 @@ def me(request: HttpRequest, version: str | None = None) -> HttpResponse:
         "profile_picture_url": _media_url(request, f"avatar-{u}"),
         "followers_count": 1234,
         "follows_count": 56,
-        "media_count": MEDIA_PER_USER,
+        "media_count": len(catalog.posts(u)),
         "id": tokens.app_scoped_id_for(u),
     }
     requested = {f.strip() for f in request.GET.get("fields", "").split(",") if f.strip()}
@@ -408,54 +429,6 @@ def _media_url(request: HttpRequest, name: str) -> str:
     from django.urls import reverse
 
     return request.build_absolute_uri(reverse("sandbox:media-image", args=[name]))
-
-
-def _cursor(i: int) -> str:
-    return base64.urlsafe_b64encode(f"idx:{i}".encode()).decode().rstrip("=")
-
-
-def _uncursor(c: str) -> int:
-    try:
-        raw = base64.urlsafe_b64decode(c + "=" * (-len(c) % 4)).decode()
-        return max(0, int(raw.split(":", 1)[1]))
-    except (ValueError, IndexError, UnicodeDecodeError):
-        return 0
-
-
-@endpoint("media")
-@require_http_methods(["GET", "OPTIONS"])
-def media(request: HttpRequest, version: str | None = None) -> HttpResponse:
-    tok, err = _token_or_error(request)
-    if err:
-        return err
-    try:
-        limit = max(1, min(100, int(request.GET.get("limit", 25))))
-    except ValueError:
-        return graph_error(100, "(#100) Param limit must be an integer")
-    start = _uncursor(request.GET.get("after", ""))
-    uid = tokens.user_id_for(tok.username)
-    items = []
-    for i in range(start, min(start + limit, MEDIA_PER_USER)):
-        item = {
-            "id": f"18{int(uid[-8:]):08d}{i:07d}",
-            "media_type": "IMAGE",
-            "caption": f"Sandbox post {i + 1} by @{tok.username}",
-            "media_url": _media_url(request, f"{tok.username}-{i + 1}"),
-            "permalink": f"https://www.instagram.com/p/Sbx{uid[-6:]}{i:03d}/",
-            "timestamp": time.strftime(
-                "%Y-%m-%dT%H:%M:%S+0000", time.gmtime(1741944413 - i * 86400)
-            ),
-            "username": tok.username,
-        }
-        items.append(item)
-    end = start + len(items)
-    body = {"data": items, "paging": {"cursors": {"before": _cursor(start), "after": _cursor(end)}}}
-    if end < MEDIA_PER_USER:
-        q = request.GET.copy()
-        q["after"] = _cursor(end)
-        q["limit"] = str(limit)
-        body["paging"]["next"] = request.build_absolute_uri(request.path) + "?" + q.urlencode()
-    return _graph(body)
 
 
 def media_image(request: HttpRequest, name: str) -> HttpResponse:
@@ -474,77 +447,3 @@ def media_image(request: HttpRequest, name: str) -> HttpResponse:
     resp["Access-Control-Allow-Origin"] = "*"
     resp["Cache-Control"] = "public, max-age=3600"
     return resp
-
-
-# --- Control API (tests, benchmarks, curious users) -----------------------------------------
-
-
-def _json_body(request: HttpRequest) -> dict:
-    try:
-        data = json.loads(request.body or b"{}")
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _endpoint_name(data: dict) -> str:
-    name = data.get("endpoint", "*")
-    if name not in (*state.ENDPOINTS, "*"):
-        raise ValueError(f"endpoint must be one of {', '.join(state.ENDPOINTS)} or *")
-    return name
-
-
-@csrf_exempt
-@require_http_methods(["POST"])
-def control(request: HttpRequest, action: str) -> HttpResponse:
-    data = _json_body(request)
-    try:
-        if action == "reset":
-            state.reset()
-        elif action == "fail":
-            failures = data.get("failures") or []
-            if not isinstance(failures, list):
-                raise ValueError("failures must be a list of failure kinds")
-            state.queue_failures(_endpoint_name(data), [check_failure_kind(f) for f in failures])
-        elif action == "mode":
-            failure = data.get("failure")
-            state.set_mode(_endpoint_name(data), failure and check_failure_kind(failure))
-        elif action == "delay":
-            seconds = float(data.get("seconds", 0))
-            if not 0 <= seconds <= MAX_SLOW_SECONDS:  # also refuses NaN
-                raise ValueError(f"seconds must be 0 to {MAX_SLOW_SECONDS}")
-            state.set_delay(_endpoint_name(data), seconds)
-        elif action == "shape":
-            state.set_shape(str(data.get("shape")))
-        elif action == "revoke":
-            state.revoke(str(data["username"]), time.time())
-        elif action == "mint":
-            username = str(data.get("username") or "acme_bakery")
-            age = float(data.get("age_hours", 48)) * 3600
-            life = float(data.get("expires_in_days", 60 - age / 86400)) * 86400 + age
-            issued = time.time() - age
-            token = tokens.mint(username=username, kind="long", issued_at=issued, lifetime=life)
-            return JsonResponse(
-                {
-                    "access_token": token,
-                    "user_id": tokens.user_id_for(username),
-                    "id": tokens.app_scoped_id_for(username),
-                    "username": username,
-                    "issued_at": int(issued),
-                    "expires_at": int(issued + life),
-                }
-            )
-        else:
-            return JsonResponse({"error": f"unknown control action {action!r}"}, status=404)
-    except (ValueError, KeyError, TypeError) as exc:
-        return JsonResponse({"error": str(exc)}, status=400)
-    return JsonResponse({"ok": True})
-
-
-def control_calls(request: HttpRequest) -> HttpResponse:
-    return JsonResponse(state.calls())
-
-
-def control_requests(request: HttpRequest) -> HttpResponse:
-    """The journal: what each call sent, credentials as ``state.fingerprint`` values."""
-    return JsonResponse({"requests": state.journal()})

@@ -1,12 +1,15 @@
 """accounts/instagram.py against `responses`: the exact requests it sends, every
-response shape instagram-api.md lists, section 7's error table, and that no token,
+response shape docs/instagram.md lists, section 7's error table, and that no token,
 secret or code leaks into an exception or a log line."""
 
 import logging
 import re
 import socket
+import threading
+import time
 import traceback
 from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -597,12 +600,12 @@ def test_profile_without_user_id_or_username_is_malformed(rsps, body):
         instagram.get_profile(access_token=fakes.LONG_TOKEN)
 
 
-# --- get_media_page, iter_media ----------------------------------------------------------
+# --- media_list ---------------------------------------------------------------------------
 
 
-def test_first_media_page_is_versioned_me_media_with_fields_and_limit(rsps):
-    rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(count=2, after="QVFIUa"))
-    page = instagram.get_media_page(access_token=fakes.LONG_TOKEN, limit=2)
+def test_media_list_reads_versioned_me_media_with_the_feeds_fields_and_limit(rsps):
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(count=2))
+    items = instagram.media_list(access_token=fakes.LONG_TOKEN, limit=2)
 
     (call,) = rsps.calls
     scheme, host, path, query = split(call)
@@ -617,22 +620,151 @@ def test_first_media_page_is_versioned_me_media_with_fields_and_limit(rsps):
         "limit": ["2"],
         "access_token": [fakes.LONG_TOKEN],
     }
-    assert set(instagram.MEDIA_FIELDS.split(",")) >= {
+    assert instagram.MEDIA_FIELDS == fakes.MEDIA_FIELDS_SENT
+    assert "children{id,media_type,media_url,thumbnail_url}" in instagram.MEDIA_FIELDS
+    assert set(instagram.MEDIA_FIELDS.split("children")[0].strip(",").split(",")) == {
         "id",
         "media_type",
         "media_url",
-        "permalink",
         "thumbnail_url",
-        "timestamp",
+        "permalink",
         "caption",
+        "timestamp",
     }
     assert_common(call)
-    assert [m["id"] for m in page.items] == ["18034567890100000", "18034567890100001"]
-    assert page.next_url == fakes.media_next_url(after="QVFIUa", count=2)
-    assert fakes.LONG_TOKEN not in repr(page)
+    assert [m.id for m in items] == ["18034567890100000", "18034567890100001"]
+    assert all(isinstance(m, instagram.Media) for m in items)
+    assert fakes.LONG_TOKEN not in repr(items)
 
 
-def test_iter_media_follows_next_until_it_is_absent_even_after_a_short_page(rsps):
+def test_media_list_asks_at_most_100_per_page(rsps):
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(count=1))
+    instagram.media_list(access_token=fakes.LONG_TOKEN, limit=500)
+    assert split(rsps.calls[0])[3]["limit"] == [str(instagram.MEDIA_PAGE_LIMIT)] == ["100"]
+
+
+def test_media_list_reads_every_media_type_into_frozen_dataclasses(rsps):
+    items = [
+        fakes.media_item(0),
+        fakes.media_item(1, media_type="VIDEO"),
+        fakes.media_item(2, media_type="CAROUSEL_ALBUM"),
+        fakes.media_item(3, caption=False),
+    ]
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(items=items))
+    photo, video, carousel, bare = instagram.media_list(access_token=fakes.LONG_TOKEN, limit=10)
+
+    assert photo == instagram.Media(
+        id="18034567890100000",
+        media_type="IMAGE",
+        permalink="https://www.instagram.com/p/DFake0000/",
+        timestamp=datetime(2025, 3, 14, 9, 26, 53, tzinfo=UTC),
+        caption="Post 0",
+        media_url=fakes.cdn_url("fake0.jpg"),
+    )
+    assert photo.thumbnail_url == "" and photo.children == ()
+    assert (video.media_url, video.thumbnail_url) == (
+        fakes.cdn_url("fake1.mp4"),
+        fakes.cdn_url("fake1_thumb.jpg"),
+    )
+    assert carousel.media_url == fakes.cdn_url("fake2_0.jpg")
+    assert carousel.children == (
+        instagram.MediaChild(
+            id="17934567890100200", media_type="IMAGE", media_url=fakes.cdn_url("fake2_0.jpg")
+        ),
+        instagram.MediaChild(
+            id="17934567890100201", media_type="IMAGE", media_url=fakes.cdn_url("fake2_1.jpg")
+        ),
+        instagram.MediaChild(
+            id="17934567890100202",
+            media_type="VIDEO",
+            media_url=fakes.cdn_url("fake2_2.mp4"),
+            thumbnail_url=fakes.cdn_url("fake2_2_thumb.jpg"),
+        ),
+    )
+    assert bare.caption is None  # absent, not ""
+    with pytest.raises(AttributeError):
+        photo.caption = "changed"  # frozen
+
+
+def test_withheld_media_urls_and_empty_captions_are_kept_apart(rsps):
+    reel = fakes.media_item(0, media_type="VIDEO", caption="")
+    del reel["media_url"]  # licensed audio: Instagram withholds it (section 6)
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(items=[reel]))
+    [item] = instagram.media_list(access_token=fakes.LONG_TOKEN, limit=5)
+    assert (item.media_url, item.caption) == ("", "")
+    assert item.thumbnail_url
+
+
+@pytest.mark.parametrize(
+    "broken",
+    [
+        {"id": None},
+        {"id": "18/../x"},
+        {"id": True},
+        {"media_type": "STORY"},
+        {"media_type": None},
+        {"timestamp": "yesterday"},
+        {"timestamp": "2025-03-14T09:26:53"},  # no offset: not Instagram's
+        {"timestamp": 1741944413},
+    ],
+    ids=str,
+)
+def test_items_that_cannot_be_posts_are_skipped(rsps, broken):
+    items = [fakes.media_item(0, **broken), fakes.media_item(1), "not an object"]
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(items=items))
+    assert [m.id for m in instagram.media_list(access_token=fakes.LONG_TOKEN, limit=5)] == [
+        "18034567890100001"
+    ]
+
+
+def test_a_page_of_items_none_of_which_is_readable_is_malformed(rsps):
+    items = [fakes.media_item(0, media_type="STORY"), {"id": "1"}]
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(items=items))
+    with pytest.raises(instagram.InstagramMalformedResponseError):
+        instagram.media_list(access_token=fakes.LONG_TOKEN, limit=5)
+
+
+def test_an_empty_feed_is_an_empty_list(rsps):
+    rsps.add(responses.GET, fakes.MEDIA_URL, json={"data": []})
+    assert instagram.media_list(access_token=fakes.LONG_TOKEN, limit=5) == []
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "javascript:alert(1)",
+        "data:text/html,<script>alert(1)</script>",
+        "//scontent.cdninstagram.com/x.jpg",
+        "https://user:pass@scontent.cdninstagram.com/x.jpg",
+        "https://scontent.cdninstagram.com/x.jpg\nSet-Cookie: a=b",
+        "https://scontent.cdninstagram.com/" + "x" * 5000,
+        42,
+    ],
+    ids=str,
+)
+def test_urls_that_are_not_plain_http_are_dropped(rsps, url):
+    item = fakes.media_item(0, media_type="VIDEO", permalink=url, media_url=url, thumbnail_url=url)
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(items=[item]))
+    [m] = instagram.media_list(access_token=fakes.LONG_TOKEN, limit=5)
+    assert (m.permalink, m.media_url, m.thumbnail_url) == ("", "", "")
+
+
+def test_captions_and_carousels_are_bounded(rsps):
+    carousel = fakes.media_item(0, media_type="CAROUSEL_ALBUM", caption="x" * 10_000)
+    child = carousel["children"]["data"][0]
+    carousel["children"]["data"] = [
+        {**child, "id": f"17{i:015d}"} for i in range(instagram.MAX_CHILDREN + 5)
+    ]
+    carousel["children"]["data"].insert(1, {"id": "17999", "media_type": "CAROUSEL_ALBUM"})
+    photo = fakes.media_item(1, children={"data": [child]})  # only carousels have children
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(items=[carousel, photo]))
+    got, plain = instagram.media_list(access_token=fakes.LONG_TOKEN, limit=5)
+    assert len(got.caption) == instagram.MAX_CAPTION
+    assert len(got.children) == instagram.MAX_CHILDREN - 1  # the nested carousel is dropped
+    assert plain.children == ()
+
+
+def test_media_list_follows_next_until_it_is_absent_even_after_a_short_page(rsps):
     rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(count=3, after="P2"))
     # Page 2 is short (1 item) but still has `next`: not the end.
     page2 = fakes.media_page(count=1, start=3)
@@ -644,9 +776,9 @@ def test_iter_media_follows_next_until_it_is_absent_even_after_a_short_page(rsps
         json=fakes.media_page(count=2, start=4),
     )
 
-    items = list(instagram.iter_media(access_token=fakes.LONG_TOKEN, limit=3, max_items=100))
+    items = instagram.media_list(access_token=fakes.LONG_TOKEN, limit=100)
 
-    assert [m["caption"] for m in items] == [f"Post {i}" for i in range(6)]
+    assert [m.caption for m in items] == [f"Post {i}" for i in range(6)]
     assert len(rsps.calls) == 3
     for call, after in zip(rsps.calls[1:], ["P2", "P3"], strict=True):
         scheme, host, path, query = split(call)
@@ -655,55 +787,122 @@ def test_iter_media_follows_next_until_it_is_absent_even_after_a_short_page(rsps
             "graph.instagram.com",
             f"/v21.0/{fakes.USER_ID}/media",
         )
-        assert query == {"access_token": [fakes.LONG_TOKEN], "limit": ["3"], "after": [after]}
+        # Exactly paging.next: nothing added, nothing dropped.
+        assert query == {
+            "access_token": [fakes.LONG_TOKEN],
+            "fields": [fakes.MEDIA_FIELDS_SENT],
+            "limit": ["3"],
+            "after": [after],
+        }
         assert_common(call)
 
 
-def test_iter_media_stops_at_max_items_without_fetching_more_pages(rsps):
+def test_media_list_stops_at_the_limit_without_fetching_more_pages(rsps):
     rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(count=3, after="P2"))
-    items = list(instagram.iter_media(access_token=fakes.LONG_TOKEN, limit=3, max_items=2))
+    items = instagram.media_list(access_token=fakes.LONG_TOKEN, limit=2)
     assert len(items) == 2 and len(rsps.calls) == 1
 
 
-def test_iter_media_stops_when_a_server_repeats_the_same_next_url(rsps):
-    looping = fakes.media_page(count=1, after="SAME")
-    rsps.add(responses.GET, fakes.MEDIA_URL, json=looping)
-    rsps.add(responses.GET, fakes.media_next_url(after="SAME", count=1), json=looping)
-    items = list(instagram.iter_media(access_token=fakes.LONG_TOKEN, limit=1, max_items=50))
+def test_a_limit_below_one_asks_nothing(rsps):
+    assert instagram.media_list(access_token=fakes.LONG_TOKEN, limit=0) == []
+    assert len(rsps.calls) == 0
+
+
+def test_media_list_stops_when_a_server_repeats_the_same_next_url(rsps):
+    first = fakes.media_page(count=1, after="SAME")
+    second = fakes.media_page(count=1, start=1, after="SAME")
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=first)
+    rsps.add(responses.GET, fakes.media_next_url(after="SAME", count=1), json=second)
+    items = instagram.media_list(access_token=fakes.LONG_TOKEN, limit=50)
     assert len(items) == 2 and len(rsps.calls) == 2
 
 
-def test_iter_media_gives_up_after_max_pages_of_empty_pages(rsps):
+def test_media_list_stops_when_a_page_brings_nothing_new(rsps):
+    # Each next is new, but the posts are the ones already read: a loop all the same.
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(count=2, after="A"))
+    rsps.add(
+        responses.GET,
+        fakes.media_next_url(after="A", count=2),
+        json=fakes.media_page(count=2, after="B"),
+    )
+    items = instagram.media_list(access_token=fakes.LONG_TOKEN, limit=50)
+    assert len(items) == 2 and len(rsps.calls) == 2
+
+
+def test_duplicates_across_pages_are_dropped(rsps):
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(count=2, after="A"))
+    rsps.add(
+        responses.GET,
+        fakes.media_next_url(after="A", count=2),
+        json=fakes.media_page(count=2, start=1),
+    )
+    items = instagram.media_list(access_token=fakes.LONG_TOKEN, limit=50)
+    assert [m.caption for m in items] == ["Post 0", "Post 1", "Post 2"]
+
+
+def test_media_list_gives_up_after_max_pages_of_empty_pages(rsps):
     def empty_page_pointing_at(n):
-        nxt = f"{fakes.GRAPH}/v21.0/x/media?access_token={fakes.LONG_TOKEN}&after={n}"
+        nxt = fakes.media_next_url(after=n, count=25, user_id="x")
         return nxt, {"data": [], "paging": {"next": nxt}}
 
     url, body = empty_page_pointing_at(0)
     rsps.add(responses.GET, fakes.MEDIA_URL, json=body)
-    for n in range(1, 4):
+    for n in range(1, instagram.MEDIA_MAX_PAGES):
         nxt, body = empty_page_pointing_at(n)
         rsps.add(responses.GET, url, json=body)
         url = nxt
-    assert list(instagram.iter_media(access_token=fakes.LONG_TOKEN, max_pages=4)) == []
-    assert len(rsps.calls) == 4
+    assert instagram.media_list(access_token=fakes.LONG_TOKEN, limit=50) == []
+    assert len(rsps.calls) == instagram.MEDIA_MAX_PAGES == 20
 
 
-def test_a_next_url_without_a_token_gets_the_callers_token(rsps):
-    nxt = f"{fakes.GRAPH}/v21.0/{fakes.USER_ID}/media?limit=25&after=QQ"
+def test_a_next_url_without_a_token_or_fields_gets_the_callers(rsps):
+    first = fakes.media_page(count=1)
+    first["paging"]["next"] = f"{fakes.GRAPH}/v21.0/{fakes.USER_ID}/media?limit=25&after=QQ"
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=first)
     rsps.add(
-        responses.GET, f"{fakes.GRAPH}/v21.0/{fakes.USER_ID}/media", json=fakes.media_page(count=1)
+        responses.GET,
+        f"{fakes.GRAPH}/v21.0/{fakes.USER_ID}/media",
+        json=fakes.media_page(count=1, start=1),
     )
-    instagram.get_media_page(access_token=fakes.LONG_TOKEN, next_url=nxt)
-    query = split(rsps.calls[0])[3]
-    assert query == {"limit": ["25"], "after": ["QQ"], "access_token": [fakes.LONG_TOKEN]}
+    instagram.media_list(access_token=fakes.LONG_TOKEN, limit=5)
+    query = split(rsps.calls[1])[3]
+    assert query == {
+        "limit": ["25"],
+        "after": ["QQ"],
+        "access_token": [fakes.LONG_TOKEN],
+        "fields": [instagram.MEDIA_FIELDS],
+    }
 
 
-def test_a_next_url_on_another_host_is_never_sent_the_token(rsps):
-    evil = f"https://collector.example.net/v21.0/me/media?access_token={fakes.LONG_TOKEN}&after=x"
+@pytest.mark.parametrize(
+    "evil",
+    [
+        f"https://collector.example.net/v21.0/me/media?access_token={fakes.LONG_TOKEN}&after=x",
+        f"http://graph.instagram.com/v21.0/me/media?access_token={fakes.LONG_TOKEN}&after=x",
+        f"https://graph.instagram.com.evil.example/v21.0/me?access_token={fakes.LONG_TOKEN}",
+        "javascript:alert(1)",
+    ],
+)
+def test_a_next_url_on_another_host_is_never_sent_the_token(rsps, evil):
+    first = fakes.media_page(count=1)
+    first["paging"]["next"] = evil
+    rsps.add(responses.GET, fakes.MEDIA_URL, json=first)
     with pytest.raises(instagram.InstagramMalformedResponseError) as info:
-        instagram.get_media_page(access_token=fakes.LONG_TOKEN, next_url=evil)
-    assert len(rsps.calls) == 0
+        instagram.media_list(access_token=fakes.LONG_TOKEN, limit=5)
+    assert len(rsps.calls) == 1
     assert fakes.LONG_TOKEN not in str(info.value)
+
+
+def test_a_next_url_outside_the_graph_base_path_is_refused(rsps, settings):
+    settings.INSTAGRAM_GRAPH_URL = "https://proxy.example.com/graph"
+    first = fakes.media_page(count=1)
+    first["paging"]["next"] = "https://proxy.example.com/admin/media?after=x"
+    rsps.add(
+        responses.GET, re.compile(r"^https://proxy\.example\.com/graph/v21\.0/me/media"), json=first
+    )
+    with pytest.raises(instagram.InstagramMalformedResponseError, match="outside the Graph API"):
+        instagram.media_list(access_token=fakes.LONG_TOKEN, limit=5)
+    assert len(rsps.calls) == 1
 
 
 @pytest.mark.parametrize(
@@ -714,7 +913,187 @@ def test_a_next_url_on_another_host_is_never_sent_the_token(rsps):
 def test_media_answers_without_a_data_list_are_malformed(rsps, body):
     rsps.add(responses.GET, fakes.MEDIA_URL, json=body)
     with pytest.raises(instagram.InstagramMalformedResponseError):
-        instagram.get_media_page(access_token=fakes.LONG_TOKEN)
+        instagram.media_list(access_token=fakes.LONG_TOKEN, limit=5)
+
+
+# --- fetch_image ------------------------------------------------------------------------------
+
+JPEG = b"\xff\xd8\xff\xe0" + b"\0" * 200
+
+
+def test_fetch_image_streams_the_picture_without_any_token(rsps):
+    url = fakes.cdn_url("fake0.jpg")
+    rsps.add(responses.GET, url, body=JPEG, content_type="image/jpeg")
+    got = instagram.fetch_image(url, max_bytes=1000, timeout=7.0)
+    assert (got.content, got.content_type) == (JPEG, "image/jpeg")
+    (call,) = rsps.calls
+    assert call.request.url == url
+    assert "access_token" not in call.request.url
+    assert call.request.headers["User-Agent"] == USER_AGENT
+    assert call.request.headers["Accept"].startswith("image/")
+    assert call.request.req_kwargs["stream"] is True
+    assert call.request.req_kwargs["timeout"] == (3.5, pytest.approx(7.0, abs=0.1))
+    assert JPEG not in repr(got).encode()
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "scontent.cdninstagram.com",
+        "scontent-lhr8-1.cdninstagram.com",
+        "video.xx.fbcdn.net",
+        "graph.instagram.com",
+    ],
+)
+def test_fetch_image_accepts_the_cdn_hosts_and_the_graph_host(rsps, host):
+    rsps.add(responses.GET, f"https://{host}/v/x.jpg", body=JPEG, content_type="image/jpeg")
+    assert instagram.fetch_image(f"https://{host}/v/x.jpg", max_bytes=1000, timeout=5).content
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://localhost:6379/",
+        "https://cdninstagram.com.evil.example/x.jpg",
+        "https://evilcdninstagram.com/x.jpg",
+        "file:///etc/passwd",
+        "ftp://scontent.cdninstagram.com/x.jpg",
+        "https://user:pw@scontent.cdninstagram.com/x.jpg",
+        "",
+    ],
+)
+def test_fetch_image_refuses_other_hosts_and_schemes_before_any_request(rsps, url):
+    with pytest.raises(instagram.InstagramImageError):
+        instagram.fetch_image(url, max_bytes=1000, timeout=5)
+    assert len(rsps.calls) == 0
+
+
+def test_fetch_image_hosts_follow_the_setting(rsps, settings):
+    settings.FEED_IMAGE_HOSTS = ["media.example.org"]
+    rsps.add(
+        responses.GET, "https://img.media.example.org/x.jpg", body=JPEG, content_type="image/png"
+    )
+    assert instagram.fetch_image("https://img.media.example.org/x.jpg", max_bytes=999, timeout=5)
+    with pytest.raises(instagram.InstagramImageError, match="FEED_IMAGE_HOSTS"):
+        instagram.fetch_image(fakes.cdn_url("x.jpg"), max_bytes=999, timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "expected", "retry_after"),
+    [
+        (403, {}, instagram.InstagramImageError, None),
+        (404, {}, instagram.InstagramImageError, None),
+        (410, {}, instagram.InstagramImageError, None),
+        (500, {}, instagram.InstagramTransientError, None),
+        (503, {}, instagram.InstagramTransientError, None),
+        (429, {"Retry-After": "120"}, instagram.InstagramRateLimitError, 120.0),
+        (429, {}, instagram.InstagramRateLimitError, None),
+    ],
+)
+def test_fetch_image_statuses(rsps, status, headers, expected, retry_after):
+    url = fakes.cdn_url("x.jpg")
+    rsps.add(responses.GET, url, body=b"URL signature expired", status=status, headers=headers)
+    with pytest.raises(instagram.InstagramError) as info:
+        instagram.fetch_image(url, max_bytes=1000, timeout=5)
+    assert type(info.value) is expected
+    assert info.value.status == status
+    assert info.value.retryable is issubclass(expected, instagram.InstagramTransientError)
+    if expected is instagram.InstagramRateLimitError:
+        assert info.value.retry_after == retry_after
+    assert "oh=" not in str(info.value)  # host and path only
+
+
+@pytest.mark.parametrize("content_type", ["text/html", "application/octet-stream", ""])
+def test_fetch_image_wants_an_image_content_type(rsps, content_type):
+    url = fakes.cdn_url("x.jpg")
+    rsps.add(responses.GET, url, body=JPEG, headers={"Content-Type": content_type})
+    with pytest.raises(instagram.InstagramImageError, match="not an image"):
+        instagram.fetch_image(url, max_bytes=1000, timeout=5)
+
+
+@pytest.mark.parametrize(
+    ("headers", "message"),
+    [
+        ({"Content-Length": str(len(JPEG) * 10)}, "^image of 2040 bytes exceeds the 1000-byte"),
+        ({}, "^image exceeds the 1000-byte limit"),  # no length: the bytes are counted
+    ],
+    ids=["declared", "counted"],
+)
+def test_fetch_image_refuses_a_body_over_the_limit(rsps, headers, message):
+    url = fakes.cdn_url("x.jpg")
+    rsps.add(responses.GET, url, body=JPEG * 10, content_type="image/jpeg", headers=headers)
+    with pytest.raises(instagram.InstagramImageError, match=message):
+        instagram.fetch_image(url, max_bytes=1000, timeout=5)
+
+
+def test_fetch_image_follows_a_few_redirects_within_the_cdn(rsps):
+    first, second = fakes.cdn_url("a.jpg"), "https://scontent-ams2-1.cdninstagram.com/v/b.jpg"
+    rsps.add(responses.GET, first, status=302, headers={"Location": second})
+    rsps.add(responses.GET, second, body=JPEG, content_type="image/jpeg")
+    assert instagram.fetch_image(first, max_bytes=1000, timeout=5).content == JPEG
+
+
+def test_fetch_image_never_follows_a_redirect_off_the_cdn(rsps):
+    url = fakes.cdn_url("a.jpg")
+    rsps.add(responses.GET, url, status=302, headers={"Location": "http://169.254.169.254/"})
+    with pytest.raises(instagram.InstagramImageError, match="not Instagram's media CDN"):
+        instagram.fetch_image(url, max_bytes=1000, timeout=5)
+    assert len(rsps.calls) == 1
+
+
+def test_fetch_image_stops_after_too_many_redirects(rsps):
+    url = fakes.cdn_url("loop.jpg")
+    rsps.add(responses.GET, url, status=302, headers={"Location": url})
+    with pytest.raises(instagram.InstagramImageError, match="too many redirects"):
+        instagram.fetch_image(url, max_bytes=1000, timeout=5)
+    assert len(rsps.calls) == instagram.IMAGE_MAX_REDIRECTS + 1
+
+
+@pytest.mark.parametrize(
+    "error",
+    [requests.ConnectTimeout("t"), requests.ReadTimeout("t"), requests.ConnectionError("c")],
+)
+def test_fetch_image_network_failures_are_transient(rsps, error):
+    url = fakes.cdn_url("x.jpg")
+    rsps.add(responses.GET, url, body=error)
+    with pytest.raises(instagram.InstagramTransientError) as info:
+        instagram.fetch_image(url, max_bytes=1000, timeout=5)
+    assert info.value.__context__ is None and info.value.__cause__ is None
+
+
+class _Dripping(BaseHTTPRequestHandler):
+    """Headers at once, then the body one byte at a time: no read ever times out."""
+
+    def do_GET(self):  # noqa: N802 (the http.server API)
+        self.send_response(200)
+        self.send_header("Content-Type", "image/jpeg")
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        for _ in range(100):
+            self.wfile.write(b"x")
+            self.wfile.flush()
+            time.sleep(0.05)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_fetch_image_bounds_the_whole_download_not_each_read(settings):
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Dripping)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    settings.INSTAGRAM_GRAPH_URL = f"http://127.0.0.1:{server.server_port}"
+    try:
+        started = time.monotonic()
+        with pytest.raises(instagram.InstagramTransientError, match="took too long"):
+            instagram.fetch_image(
+                f"http://127.0.0.1:{server.server_port}/x.jpg", max_bytes=1000, timeout=0.5
+            )
+        assert time.monotonic() - started < 2
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 # --- Section 7: the error table -------------------------------------------------------------
@@ -761,10 +1140,8 @@ def _call_graph_function(name):
         return instagram.refresh_long_lived(access_token=fakes.LONG_TOKEN)
     if name == "get_profile":
         return instagram.get_profile(access_token=fakes.LONG_TOKEN)
-    if name == "get_media_page":
-        return instagram.get_media_page(access_token=fakes.LONG_TOKEN)
-    if name == "iter_media":
-        return list(instagram.iter_media(access_token=fakes.LONG_TOKEN))
+    if name == "media_list":
+        return instagram.media_list(access_token=fakes.LONG_TOKEN, limit=50)
     raise AssertionError(name)
 
 
@@ -772,8 +1149,7 @@ GRAPH_FUNCTIONS = {
     "exchange_for_long_lived": fakes.LONG_LIVED_URL,
     "refresh_long_lived": fakes.REFRESH_URL,
     "get_profile": fakes.ME_URL,
-    "get_media_page": fakes.MEDIA_URL,
-    "iter_media": fakes.MEDIA_URL,
+    "media_list": fakes.MEDIA_URL,
 }
 
 
@@ -1091,7 +1467,7 @@ def test_paging_next_urls_stay_out_of_errors_and_logs(rsps, caplog):
     rsps.add(responses.GET, nxt, body=fakes.connection_error_for(nxt))
 
     with pytest.raises(TRANSIENT) as info:
-        list(instagram.iter_media(access_token=ODD_TOKEN))
+        instagram.media_list(access_token=ODD_TOKEN, limit=50)
 
     _assert_no_secret(_everything_said_about(info.value), ODD_TOKEN)
     _assert_no_secret(caplog.text, ODD_TOKEN)
@@ -1115,6 +1491,5 @@ def test_a_real_refused_connection_does_not_leak_the_url(settings, caplog):
 def test_result_reprs_hide_tokens():
     short = instagram.ShortLivedToken(access_token=ODD_TOKEN, user_id="1", permissions=())
     grant = instagram.TokenGrant(access_token=ODD_TOKEN, expires_at=NOW)
-    page = instagram.MediaPage(items=[], next_url=f"{fakes.GRAPH}/x?access_token={ODD_TOKEN}")
-    for obj in (short, grant, page):
+    for obj in (short, grant):
         assert ODD_TOKEN not in repr(obj)

@@ -11,6 +11,7 @@ ahead of pytest's), and the messages of the agent's own loggers (``accounts.*``)
 also as emitted, before any redaction: the client must never log a credential."""
 
 import logging
+import time
 import traceback
 from datetime import timedelta
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
@@ -176,7 +177,9 @@ def minted(sandbox, secrets, **kw):
 # --- the whole flow --------------------------------------------------------------------------
 
 
-def test_full_login_flow(sandbox, secrets, settings):
+def test_full_login_flow(sandbox, secrets, settings, monkeypatch):
+    # Pages of 5 so the 12 sandbox posts take three pages (paging.next twice).
+    monkeypatch.setattr(instagram, "MEDIA_PAGE_LIMIT", 5)
     url = instagram.authorize_url(redirect_uri=REDIRECT_URI, state="Zk3q9x2LmP0aVb7T")
     assert url.startswith(settings.INSTAGRAM_AUTHORIZE_URL + "?")
 
@@ -215,21 +218,15 @@ def test_full_login_flow(sandbox, secrets, settings):
     assert profile.media_count == 12
     assert requests.get(profile.profile_picture_url, timeout=10).status_code == 200
 
-    pages = [instagram.get_media_page(access_token=grant.access_token, limit=5)]
-    while pages[-1].next_url:
-        pages.append(
-            instagram.get_media_page(access_token=grant.access_token, next_url=pages[-1].next_url)
-        )
-    assert [len(p.items) for p in pages] == [5, 5, 2]
-    assert pages[-1].next_url is None
-    items = [m for p in pages for m in p.items]
-    assert len({m["id"] for m in items}) == 12
-    assert {m["username"] for m in items} == {"acme_bakery"}
-    image = requests.get(items[0]["media_url"], timeout=10)
-    assert (image.status_code, image.headers["Content-Type"]) == (200, "image/svg+xml")
+    items = instagram.media_list(access_token=grant.access_token, limit=50)
+    assert len({m.id for m in items}) == len(items) == 12
+    assert {m.media_type for m in items} == {"IMAGE", "VIDEO", "CAROUSEL_ALBUM"}
+    assert [m.timestamp for m in items] == sorted((m.timestamp for m in items), reverse=True)
+    image = instagram.fetch_image(items[0].media_url, max_bytes=1_000_000, timeout=10)
+    assert image.content_type == "image/jpeg" and image.content.startswith(b"\xff\xd8")
 
-    streamed = list(instagram.iter_media(access_token=grant.access_token, limit=5))
-    assert [m["id"] for m in streamed] == [m["id"] for m in items]
+    first_seven = instagram.media_list(access_token=grant.access_token, limit=7)
+    assert [m.id for m in first_seven] == [m.id for m in items[:7]]
 
     assert sandbox.calls() == {
         "authorize": 1,  # consent() opened the window
@@ -237,7 +234,8 @@ def test_full_login_flow(sandbox, secrets, settings):
         "long_lived": 1,
         "refresh": 0,
         "me": 1,
-        "media": 6,
+        "media": 5,  # 3 pages, then 2 for the first seven
+        "cdn": 1,
     }
     sent = journal(sandbox)
     by_endpoint = {}
@@ -279,9 +277,14 @@ def test_full_login_flow(sandbox, secrets, settings):
     }
 
     media = by_endpoint["media"]
-    assert {(e["method"], e["path"]) for e in media} == {
-        ("GET", sandbox_path(sandbox, "/v21.0/me/media"))
-    }
+    edge = sandbox_path(sandbox, f"/v21.0/{tokens.user_id_for('acme_bakery')}/media")
+    assert [(e["method"], e["path"]) for e in media] == [
+        ("GET", sandbox_path(sandbox, "/v21.0/me/media")),
+        ("GET", edge),  # paging.next names the IG user's edge, like Graph's
+        ("GET", edge),
+        ("GET", sandbox_path(sandbox, "/v21.0/me/media")),
+        ("GET", edge),
+    ]
     assert media[0]["query"] == {
         "fields": [instagram.MEDIA_FIELDS],
         "limit": ["5"],
@@ -289,11 +292,15 @@ def test_full_login_flow(sandbox, secrets, settings):
     }
     # Later pages are exactly paging.next: the same fields, limit and token, once each.
     for entry in media[1:3]:
+        assert set(entry["query"]) == {"access_token", "fields", "limit", "after"}
         assert entry["query"]["access_token"] == [fp(grant.access_token)]
         assert entry["query"]["fields"] == [instagram.MEDIA_FIELDS]
         assert entry["query"]["limit"] == ["5"]
         assert len(entry["query"]["after"]) == 1
-    assert [e["query"] for e in media[3:]] == [e["query"] for e in media[:3]]
+    assert media[1]["query"]["after"] != media[2]["query"]["after"]
+    assert [e["query"] for e in media[3:]] == [e["query"] for e in media[:2]]
+    [cdn] = by_endpoint["cdn"]
+    assert "access_token" not in cdn["query"]  # the CDN never sees the token
 
 
 def test_the_flow_for_another_user_keys_on_that_users_ids(sandbox, secrets):
@@ -356,7 +363,7 @@ def call_profile(sandbox, secrets):
 
 
 def call_media(sandbox, secrets):
-    return instagram.get_media_page(access_token=minted(sandbox, secrets))
+    return instagram.media_list(access_token=minted(sandbox, secrets), limit=50)
 
 
 def call_long_lived(sandbox, secrets):
@@ -480,7 +487,7 @@ def test_an_expired_token_is_an_auth_error_463(sandbox, secrets):
     for call in (
         lambda: instagram.refresh_long_lived(access_token=token),
         lambda: instagram.get_profile(access_token=token),
-        lambda: instagram.get_media_page(access_token=token),
+        lambda: instagram.media_list(access_token=token, limit=50),
     ):
         with pytest.raises(instagram.InstagramError) as excinfo:
             call()
@@ -545,7 +552,7 @@ def test_a_persistent_outage_fails_every_call_until_it_ends(sandbox, secrets):
     sandbox.mode("*", "http503")
     for call in (
         lambda: instagram.get_profile(access_token=token),
-        lambda: instagram.get_media_page(access_token=token),
+        lambda: instagram.media_list(access_token=token, limit=50),
         lambda: instagram.refresh_long_lived(access_token=token),
     ):
         with pytest.raises(Transient):
@@ -555,19 +562,103 @@ def test_a_persistent_outage_fails_every_call_until_it_ends(sandbox, secrets):
     assert sandbox.calls()["me"] == 2
 
 
-def test_a_failure_midway_through_the_media_pages_surfaces(sandbox, secrets):
+def test_a_failure_midway_through_the_media_pages_surfaces(sandbox, secrets, monkeypatch):
+    monkeypatch.setattr(instagram, "MEDIA_PAGE_LIMIT", 5)
     token = minted(sandbox, secrets)
-    first = instagram.get_media_page(access_token=token, limit=5)
-    assert first.next_url  # carries the token, like Instagram's
-    sandbox.fail("media", ["error190_460"])
+    # The first page answers (a zero-second delay), the second is refused.
+    sandbox.fail("media", ["slow:0", "error190_460"])
 
     with pytest.raises(Auth) as excinfo:
-        instagram.get_media_page(access_token=token, next_url=first.next_url)
+        instagram.media_list(access_token=token, limit=50)
 
     assert excinfo.value.subcode == 460
     assert sandbox.calls()["media"] == 2
     secrets.assert_absent_from_exception(excinfo.value)
-    sandbox.fail("media", ["http500"])
+    sandbox.fail("media", ["slow:0", "http500"])
     with pytest.raises(Transient) as excinfo:
-        list(instagram.iter_media(access_token=token, limit=5))
+        instagram.media_list(access_token=token, limit=50)
     secrets.assert_absent_from_exception(excinfo.value)
+
+
+# --- media: hostile paging and the CDN -------------------------------------------------------
+
+
+def test_a_paging_loop_ends_with_the_posts_read(sandbox, secrets):
+    sandbox.mode("media", "paging_loop")  # every page's next is the page itself
+    items = instagram.media_list(access_token=minted(sandbox, secrets), limit=50)
+    assert len(items) == 12
+    assert sandbox.calls()["media"] == 2  # the loop was followed once, then seen for what it is
+
+
+def test_a_next_leading_off_the_graph_host_is_refused_before_any_request(
+    sandbox, secrets, monkeypatch
+):
+    monkeypatch.setattr(instagram, "MEDIA_PAGE_LIMIT", 5)
+    sandbox.fail("media", ["paging_offhost"])
+    with pytest.raises(Malformed) as excinfo:
+        instagram.media_list(access_token=minted(sandbox, secrets), limit=50)
+    assert "collector.example.net" in str(excinfo.value)
+    assert sandbox.calls()["media"] == 1
+    secrets.assert_absent_from_exception(excinfo.value)
+
+
+def test_cut_off_json_is_malformed(sandbox, secrets):
+    sandbox.fail("media", ["bad_json"])
+    with pytest.raises(Malformed):
+        instagram.media_list(access_token=minted(sandbox, secrets), limit=50)
+
+
+@pytest.fixture
+def picture_url(sandbox, secrets):
+    return instagram.media_list(access_token=minted(sandbox, secrets), limit=1)[0].media_url
+
+
+# (CDN failure kind, exception class, HTTP status it carries)
+CDN_FAILURES = [
+    ("http500", Transient, 500),
+    ("http503", Transient, 503),
+    ("http429", RateLimit, 429),
+    ("http403", instagram.InstagramImageError, 403),
+    ("http404", instagram.InstagramImageError, 404),
+    ("not_image", instagram.InstagramImageError, 200),
+    ("too_large", instagram.InstagramImageError, 200),
+]
+
+
+@pytest.mark.parametrize(
+    ("kind", "error", "status"), CDN_FAILURES, ids=[k for k, *_ in CDN_FAILURES]
+)
+def test_each_cdn_failure_raises_its_exception(sandbox, secrets, picture_url, kind, error, status):
+    sandbox.fail("cdn", [kind])
+    with pytest.raises(instagram.InstagramError) as excinfo:
+        instagram.fetch_image(picture_url, max_bytes=8 * 1024 * 1024, timeout=10)
+    assert type(excinfo.value) is error
+    assert excinfo.value.status == status
+    if kind == "http429":
+        assert excinfo.value.retry_after == 120
+    assert sandbox.calls()["cdn"] == 1
+    secrets.assert_absent_from_exception(excinfo.value)
+
+
+def test_a_cdn_body_that_lies_about_its_type_still_downloads(sandbox, secrets, picture_url):
+    # Telling a picture from HTML labelled image/jpeg is accounts/images.py's job.
+    sandbox.fail("cdn", ["image_lie"])
+    got = instagram.fetch_image(picture_url, max_bytes=1_000_000, timeout=10)
+    assert (got.content_type, got.content[:6]) == ("image/jpeg", b"<html>")
+
+
+def test_an_expired_cdn_url_is_an_image_error(sandbox, secrets):
+    sandbox._post("cdn", ttl_seconds=-5)
+    url = instagram.media_list(access_token=minted(sandbox, secrets), limit=1)[0].media_url
+    with pytest.raises(instagram.InstagramImageError) as excinfo:
+        instagram.fetch_image(url, max_bytes=1_000_000, timeout=10)
+    assert excinfo.value.status == 403
+    assert "expired or deleted" in str(excinfo.value)
+
+
+def test_a_slow_cdn_is_transient(sandbox, secrets, picture_url):
+    sandbox.fail("cdn", ["slow:2"])
+    started = time.monotonic()
+    with pytest.raises(Transient, match="in time"):
+        instagram.fetch_image(picture_url, max_bytes=1_000_000, timeout=0.5)
+    assert time.monotonic() - started < 1.5

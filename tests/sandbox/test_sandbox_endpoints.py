@@ -1,4 +1,4 @@
-"""The sandbox Instagram (accounts/sandbox/) against instagram-api.md: the authorize
+"""The sandbox Instagram (accounts/sandbox/) against docs/instagram.md: the authorize
 window, the token endpoints, /me and /me/media in both response shapes, every
 scripted failure of its README, and the control API. Through Django's test client
 on /sandbox/ (tests/urls.py mounts it), plus a few calls over real HTTP to the
@@ -25,7 +25,7 @@ AUTHORIZE = {
     "scope": "instagram_business_basic",
     "state": "Zk3q9x2LmP0aVb7T",
 }
-LONG_EXPIRES_IN = 5183944  # instagram-api.md, sections 3 and 4
+LONG_EXPIRES_IN = 5183944  # docs/instagram.md, sections 3 and 4
 SIXTY_DAYS = 60 * 24 * 3600
 
 
@@ -569,14 +569,16 @@ def test_a_token_signed_with_another_key_is_refused(client, monkeypatch):
     expect_graph_error(me(client, foreign), 190)
 
 
-# --- /me/media -----------------------------------------------------------------------------------
+# --- /me/media (the feed's own tests: tests/sandbox/test_sandbox_feed.py) --------------------
+
+FEED_FIELDS = "id,media_type,media_url,thumbnail_url,permalink,caption,timestamp,username"
 
 
 def test_media_pages_to_the_end_following_next(client):
     token = mint(client)
     resp = client.get(
         "/sandbox/v21.0/me/media",
-        {"fields": "id,media_url", "limit": 5, "access_token": token},
+        {"fields": FEED_FIELDS, "limit": 5, "access_token": token},
     )
     pages = []
     while True:
@@ -587,17 +589,20 @@ def test_media_pages_to_the_end_following_next(client):
         nxt = body["paging"].get("next")
         if not nxt:
             break
-        # next embeds the token and keeps the limit and the version, like Instagram's.
+        # next embeds the token and keeps the fields, the limit and the version, and
+        # names the IG user's edge, like Instagram's.
         q = parse_qs(urlsplit(nxt).query)
         assert q["access_token"] == [token]
         assert q["limit"] == ["5"]
+        assert q["fields"] == [FEED_FIELDS]
         assert q["after"] == [body["paging"]["cursors"]["after"]]
-        assert urlsplit(nxt).path == "/sandbox/v21.0/me/media"
+        assert urlsplit(nxt).path == f"/sandbox/v21.0/{tokens.user_id_for('acme_bakery')}/media"
         resp = client.get(relative(nxt))
 
     assert [len(p["data"]) for p in pages] == [5, 5, 2]
     assert "next" not in pages[-1]["paging"]
     assert set(pages[-1]["paging"]["cursors"]) == {"before", "after"}
+    assert "previous" not in pages[0]["paging"] and "previous" in pages[1]["paging"]
     items = [m for p in pages for m in p["data"]]
     assert len({m["id"] for m in items}) == 12
     timestamps = [m["timestamp"] for m in items]
@@ -610,15 +615,23 @@ def test_media_pages_to_the_end_following_next(client):
     assert datetime.fromisoformat(first["timestamp"]) < datetime.now(UTC) - timedelta(days=1)
 
 
-def test_media_is_the_same_for_both_shapes_and_the_default_limit_takes_all(client):
+def test_media_is_the_same_for_both_shapes_and_a_large_limit_takes_all(client):
     token = mint(client)
-    observed = client.get("/sandbox/me/media", {"access_token": token}).json()
+    observed = client.get("/sandbox/me/media", {"access_token": token, "limit": 50}).json()
     control(client, "shape", shape="documented")
-    documented = client.get("/sandbox/me/media", {"access_token": token}).json()
+    documented = client.get("/sandbox/me/media", {"access_token": token, "limit": 50}).json()
 
     assert len(observed["data"]) == 12
     assert "next" not in observed["paging"]
     assert [m["id"] for m in documented["data"]] == [m["id"] for m in observed["data"]]
+
+
+def test_media_without_fields_answers_ids_only_25_per_page(client):
+    control(client, "feed", username="acme_bakery", count=30)
+    body = client.get("/sandbox/me/media", {"access_token": mint(client)}).json()
+    assert len(body["data"]) == 25  # Graph's usual default page
+    assert {tuple(m) for m in body["data"]} == {("id",)}
+    assert "next" in body["paging"]
 
 
 def test_media_after_the_last_cursor_is_an_empty_last_page(client):
@@ -627,8 +640,7 @@ def test_media_after_the_last_cursor_is_an_empty_last_page(client):
     resp = client.get(
         "/sandbox/me/media", {"access_token": token, "after": last["paging"]["cursors"]["after"]}
     )
-    assert resp.json()["data"] == []
-    assert "next" not in resp.json()["paging"]
+    assert resp.json() == {"data": []}
 
 
 def test_media_refuses_a_non_numeric_limit_and_a_bad_token(client):
@@ -640,26 +652,34 @@ def test_media_refuses_a_non_numeric_limit_and_a_bad_token(client):
 
 def test_each_user_has_their_own_media(client):
     a = client.get("/sandbox/me/media", {"access_token": mint(client, "acme_bakery")}).json()
-    b = client.get("/sandbox/me/media", {"access_token": mint(client, "second_shop")}).json()
+    b = client.get(
+        "/sandbox/me/media", {"access_token": mint(client, "second_shop"), "fields": "username"}
+    ).json()
     assert not {m["id"] for m in a["data"]} & {m["id"] for m in b["data"]}
     assert {m["username"] for m in b["data"]} == {"second_shop"}
 
 
-def test_media_images_are_served_locally_as_svg(client):
-    body = client.get("/sandbox/me/media", {"access_token": mint(client), "limit": 2}).json()
-    profile = me(client, mint(client)).json()
-
-    for url in [*(m["media_url"] for m in body["data"]), profile["profile_picture_url"]]:
+def test_media_pictures_are_jpegs_on_the_sandbox_cdn_and_avatars_svg(client):
+    body = client.get(
+        "/sandbox/me/media", {"access_token": mint(client), "limit": 2, "fields": FEED_FIELDS}
+    ).json()
+    for url in (m.get("thumbnail_url") or m["media_url"] for m in body["data"]):
         parts = urlsplit(url)
         assert parts.netloc == "testserver"
-        assert parts.path.startswith("/sandbox/media/")
-        assert parts.path.endswith(".svg")
-        img = client.get(parts.path)
+        assert parts.path.startswith("/sandbox/cdn/acme_bakery/")
+        img = client.get(relative(url))
         assert img.status_code == 200
-        assert img["Content-Type"] == "image/svg+xml"
-        assert img["Access-Control-Allow-Origin"] == "*"
-        assert img.content.startswith(b'<svg xmlns="http://www.w3.org/2000/svg"')
-        assert img.content.rstrip().endswith(b"</svg>")
+        assert img["Content-Type"] == "image/jpeg"
+        assert img.content.startswith(b"\xff\xd8\xff")
+
+    profile = me(client, mint(client)).json()
+    parts = urlsplit(profile["profile_picture_url"])
+    img = client.get(parts.path)
+    assert img.status_code == 200
+    assert img["Content-Type"] == "image/svg+xml"
+    assert img["Access-Control-Allow-Origin"] == "*"
+    assert img.content.startswith(b'<svg xmlns="http://www.w3.org/2000/svg"')
+    assert img.content.rstrip().endswith(b"</svg>")
 
 
 def test_an_image_name_cannot_inject_markup(client):
@@ -934,6 +954,7 @@ def test_calls_are_counted_per_endpoint_failures_included(client):
         "refresh": 1,
         "me": 2,
         "media": 1,
+        "cdn": 0,
     }
 
 
@@ -1049,13 +1070,17 @@ def test_standalone_server_plays_the_whole_flow_over_http(sandbox_process):
         timeout=10,
     ).json()["access_token"]
     profile = http.get(f"{base}/v21.0/me", params={"access_token": long}, timeout=10)
-    media = http.get(f"{base}/v21.0/me/media", params={"access_token": long}, timeout=10)
+    media = http.get(
+        f"{base}/v21.0/me/media",
+        params={"access_token": long, "fields": "media_url"},
+        timeout=10,
+    )
 
     assert profile.json()["data"][0]["username"] == "second_shop"
     assert profile.headers["Access-Control-Allow-Origin"] == "*"
     image = http.get(media.json()["data"][0]["media_url"], timeout=10)
-    assert image.url.startswith(base + "/media/")
-    assert image.headers["Content-Type"] == "image/svg+xml"
+    assert image.url.startswith(base + "/cdn/second_shop/")
+    assert image.headers["Content-Type"] == "image/jpeg"
     assert sandbox_process.calls() == {
         "authorize": 1,
         "code_exchange": 1,
@@ -1063,6 +1088,7 @@ def test_standalone_server_plays_the_whole_flow_over_http(sandbox_process):
         "refresh": 0,
         "me": 1,
         "media": 1,
+        "cdn": 1,
     }
 
 

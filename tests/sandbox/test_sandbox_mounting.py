@@ -219,14 +219,18 @@ def test_standalone_server_answers_under_production_settings_without_a_database(
         timeout=10,
     ).json()["access_token"]
     profile = http.get(f"{base}/v21.0/me", params={"access_token": long}, timeout=10)
-    media = http.get(f"{base}/v21.0/me/media", params={"access_token": long}, timeout=10)
+    media = http.get(
+        f"{base}/v21.0/me/media",
+        params={"access_token": long, "fields": "media_url"},
+        timeout=10,
+    )
 
     assert profile.status_code == 200
     assert profile.json()["username"] == "acme_bakery"
     assert media.status_code == 200
     image = http.get(media.json()["data"][0]["media_url"], allow_redirects=False, timeout=10)
     assert image.status_code == 200
-    assert image.headers["Content-Type"] == "image/svg+xml"
+    assert image.headers["Content-Type"] == "image/jpeg"
     assert http.post(f"{base}/_control/reset", json={}, timeout=10).json() == {"ok": True}
     # Only the sandbox is served there: not the agent's pages.
     assert http.get(base.removesuffix("/sandbox") + "/", timeout=10).status_code == 404
