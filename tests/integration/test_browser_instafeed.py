@@ -137,8 +137,10 @@ def _assert_feed_rendered(page):
         timeout=15000,
     )
     assert page.evaluate("window.feedError") is None
+    # The feed's pictures, not the <img src=x> that Instafeed's default template lets a
+    # hostile sandbox caption inject (it renders captions as HTML).
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('#instafeed img'))"
+        "Array.from(document.querySelectorAll('#instafeed img[src*=\"/sandbox/cdn/\"]'))"
         ".every(img => img.complete && img.naturalWidth > 0)",
         timeout=15000,
     )
