@@ -118,7 +118,7 @@ def sync_feed(self: Task, account_id: int, force: bool = False) -> str:
     snapshot meanwhile keeps being served, marked stale. A sync another worker is
     running is left to it; after the last retry the schedule tries again, and the
     owner hears once the feed is a few periods old (services/feed_schedule.py)."""
-    from accounts.selectors.feed import feed_sync_is_due
+    from accounts.selectors.feed_status import feed_sync_is_due
     from accounts.services.feed import feed_sync
 
     account = InstagramAccount.objects.filter(pk=account_id).first()
@@ -147,7 +147,7 @@ def refresh_due_accounts(trigger: str = RefreshAttempt.Trigger.BEAT) -> int:
     """The periodic job: heartbeat, housekeeping, alerts, then one
     ``refresh_account`` per due token and one ``sync_feed`` per due feed. Returns
     how many refreshes were queued."""
-    from accounts.selectors.feed import feed_accounts_due
+    from accounts.selectors.feed_status import feed_accounts_due
     from accounts.services.feed_schedule import feed_sync_queue
     from accounts.services.refresher import (
         refresh_queue,

@@ -18,7 +18,7 @@ from django.utils.timesince import timesince
 from accounts import cors, crypto
 from accounts.models import AccessToken, InstagramAccount, Invite
 from accounts.refresh_policy import account_health
-from accounts.selectors.feed import FeedStatus, feed_statuses
+from accounts.selectors.feed_status import FeedStatus, feed_statuses
 from accounts.selectors.refresh import heartbeat_status
 from accounts.services.invites import invite_link_token
 

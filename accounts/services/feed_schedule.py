@@ -20,7 +20,7 @@ from kombu.exceptions import OperationalError as BrokerOperationalError
 
 from accounts import alerts, feed_policy
 from accounts.models import AlertState, InstagramAccount
-from accounts.selectors.feed import FeedStatus, feed_statuses
+from accounts.selectors.feed_status import FeedStatus, feed_statuses
 from accounts.tasks import sync_feed as sync_feed_task
 
 logger = logging.getLogger(__name__)

@@ -42,7 +42,7 @@ from django.views.decorators.http import require_safe
 from accounts import alerts
 from accounts.permissions import is_owner
 from accounts.refresh_policy import UNHEALTHY
-from accounts.selectors import feed as feed_selectors
+from accounts.selectors import feed_status as feed_selectors
 from accounts.selectors import health as health_selectors
 from accounts.selectors import refresh as refresh_selectors
 

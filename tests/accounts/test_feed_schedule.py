@@ -104,7 +104,7 @@ def test_a_broker_outage_never_fails_the_sign_in(
     assert "could not queue the first feed sync" in caplog.text
     assert "the next beat tick reads it" in caplog.text
     # It is due, so beat's next tick queues it.
-    from accounts.selectors.feed import feed_accounts_due
+    from accounts.selectors.feed_status import feed_accounts_due
 
     assert result.account in feed_accounts_due()
 
