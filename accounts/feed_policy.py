@@ -1,39 +1,24 @@
-"""Feed policy in pure functions: the feed settings and their defaults, when a feed
-is due for a sync, when a served snapshot is stale, when the owner should hear
-about it, how long a served feed may be cached, and whether a mirrored picture
-may be reused without downloading it again. No I/O, no models.
+"""Feed policy in pure functions: when a feed is due for a sync, when a served
+snapshot is stale, when the owner should hear about it, how long a served feed may
+be cached, and whether a mirrored picture may be reused without downloading it
+again. No I/O, no models.
 
-Settings are read from django.conf.settings with the defaults below (PRODUCT.md
-fixes FEED_SYNC_SECONDS=1800 and FEED_MAX_POSTS=50)."""
+The numbers are settings (tokenagent/settings.py, "The feed": FEED_SYNC_SECONDS
+and FEED_MAX_POSTS from the environment, the internal limits beside them)."""
 
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 
-DEFAULTS = {
-    "FEED_SYNC_SECONDS": 1800,  # how often each feed is re-read (PRODUCT.md)
-    "FEED_MAX_POSTS": 50,  # posts kept and served (PRODUCT.md)
-    # A sync's claim; a killed worker's lapses after this. Longer than the image
-    # budget plus the listing's timeouts, so a live sync never loses it.
-    "FEED_SYNC_LOCK_SECONDS": 900,
-    "FEED_IMAGE_MAX_BYTES": 8 * 1024 * 1024,  # one picture from the CDN
-    "FEED_IMAGE_TIMEOUT": 20.0,  # seconds for one whole picture download
-    "FEED_SYNC_IMAGE_BUDGET_SECONDS": 300,  # all downloads of one sync together
-    "FEED_IMAGE_WORKERS": 3,  # parallel downloads (each decode holds <= ~50 MB)
-    # A post's picture never changes on Instagram, except a reel's cover: reuse the
-    # mirrored one, and look again once a day.
-    "FEED_IMAGE_REFETCH_SECONDS": 24 * 3600,
-    "FEED_STALE_ALERT_PERIODS": 4,  # alert once the snapshot is this many periods old
-    "FEED_FAILURE_BACKOFF_MAX_SECONDS": 6 * 3600,
-}
 
-
-def setting(name: str):
-    """A feed setting: settings.<name> when set, else its default."""
-    value = getattr(settings, name, None)
-    return DEFAULTS[name] if value is None else value
+def setting(name: str) -> Any:
+    """A feed setting (``FEED_*``) from settings; KeyError for a name that is none."""
+    if not name.startswith("FEED_") or not hasattr(settings, name):
+        raise KeyError(name)
+    return getattr(settings, name)
 
 
 def sync_period(sync_seconds: int | None = None) -> timedelta:

@@ -1,12 +1,14 @@
-"""Celery tasks: thin wrappers around the refresh services that own the retry policy.
+"""Celery tasks: thin wrappers around the refresh and feed services that own the
+retry policy.
 
 Beat's one entry (``CELERY_BEAT_SCHEDULE`` in settings) runs
 ``refresh_due_accounts`` every ``REFRESH_TICK_SECONDS``; it does the housekeeping
-(heartbeat, pruning, expired sessions once an hour) and fans out one
-``refresh_account`` per due account. Tasks are acknowledged late and are
-idempotent (the refresh claims its account and re-checks that it is due), so a
-redelivered or duplicated task is harmless. Each task imports its service inside
-its body (services import the tasks they queue; this keeps the import one-way).
+(heartbeat, pruning, expired sessions once an hour, alerts) and fans out one
+``refresh_account`` per due token and one ``sync_feed`` per due feed. Tasks are
+acknowledged late and are idempotent (a refresh claims its account and re-checks
+that it is due, a sync claims its feed and re-checks it too), so a redelivered or
+duplicated task is harmless. Each task imports its service inside its body
+(services import the tasks they queue; this keeps the import one-way).
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ import logging
 import random
 from datetime import datetime
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.signals import beat_init
 from django.conf import settings
 from django.utils import timezone
@@ -31,6 +33,13 @@ logger = logging.getLogger(__name__)
 MAX_COUNTDOWN = 45 * 60
 # Rate limits without a hint wait this many times longer than transient errors.
 RATE_LIMIT_FACTOR = 10
+# A feed sync downloads pictures for up to FEED_SYNC_IMAGE_BUDGET_SECONDS besides
+# its listing calls: its own time limits, above that and below its claim
+# (FEED_SYNC_LOCK_SECONDS), so the claim never lapses while the task may still run.
+FEED_SOFT_TIME_LIMIT = settings.FEED_SYNC_IMAGE_BUDGET_SECONDS + 240
+FEED_TIME_LIMIT = FEED_SOFT_TIME_LIMIT + 60
+# Errors a task retries with backoff; the others are settled by the service.
+RETRYABLE = (instagram.InstagramTransientError, instagram.InstagramMalformedResponseError)
 
 
 def backoff_countdown(retries: int, *, base: float, cap: float) -> int:
@@ -63,7 +72,7 @@ def _seconds_until(moment: datetime | None) -> int:
 
 @shared_task(bind=True, ignore_result=True, acks_late=True, max_retries=None)
 def refresh_account(
-    self, account_id: int, trigger: str = RefreshAttempt.Trigger.BEAT, force: bool = False
+    self: Task, account_id: int, trigger: str = RefreshAttempt.Trigger.BEAT, force: bool = False
 ) -> str:
     """Refresh one account. Transient errors retry with backoff and jitter, rate
     limits after Instagram's hint (or a long backoff), malformed answers a few
@@ -86,10 +95,7 @@ def refresh_account(
         if retries >= settings.REFRESH_MAX_RETRIES:
             return "busy"
         raise self.retry(countdown=_seconds_until(exc.locked_until)) from None
-    except (
-        instagram.InstagramTransientError,
-        instagram.InstagramMalformedResponseError,
-    ) as exc:
+    except RETRYABLE as exc:
         if retries >= retry_limit(exc):
             token_refresh_give_up(account=account, error=exc, attempts=retries + 1)
             return "failed"
@@ -97,10 +103,52 @@ def refresh_account(
     return attempt.outcome
 
 
+@shared_task(
+    bind=True,
+    ignore_result=True,
+    acks_late=True,
+    max_retries=None,
+    soft_time_limit=FEED_SOFT_TIME_LIMIT,
+    time_limit=FEED_TIME_LIMIT,
+)
+def sync_feed(self: Task, account_id: int, force: bool = False) -> str:
+    """Sync one account's feed (``force``: even when it is not due, as after a
+    connection). Instagram's transient failures and malformed answers are retried
+    like a refresh's (backoff with jitter, Instagram's rate-limit hint); the
+    snapshot meanwhile keeps being served, marked stale. A sync another worker is
+    running is left to it; after the last retry the schedule tries again, and the
+    owner hears once the feed is a few periods old (services/feed_schedule.py)."""
+    from accounts.selectors.feed_status import feed_sync_is_due
+    from accounts.services.feed import feed_sync
+
+    account = InstagramAccount.objects.filter(pk=account_id).first()
+    if account is None:
+        return "missing"
+    retries = self.request.retries
+    # A retry is due by definition; a first run re-checks (beat may have queued the
+    # same feed twice while the workers were busy).
+    if not force and retries == 0 and not feed_sync_is_due(account=account):
+        return "not_due"
+    result = feed_sync(account=account)
+    if isinstance(result.error, RETRYABLE):
+        if retries >= retry_limit(result.error):
+            logger.warning(
+                "feed of %s not synced after %s attempts; the schedule tries again",
+                account.slug,
+                retries + 1,
+            )
+            return "failed"
+        raise self.retry(countdown=retry_countdown(result.error, retries))
+    return result.outcome
+
+
 @shared_task(ignore_result=True)
 def refresh_due_accounts(trigger: str = RefreshAttempt.Trigger.BEAT) -> int:
-    """The periodic job: heartbeat, housekeeping, expiring-soon alerts, then one
-    ``refresh_account`` per due account. Returns how many were queued."""
+    """The periodic job: heartbeat, housekeeping, alerts, then one
+    ``refresh_account`` per due token and one ``sync_feed`` per due feed. Returns
+    how many refreshes were queued."""
+    from accounts.selectors.feed_status import feed_accounts_due
+    from accounts.services.feed_schedule import feed_sync_queue
     from accounts.services.refresher import (
         refresh_queue,
         refresher_heartbeat_set_queued,
@@ -110,12 +158,18 @@ def refresh_due_accounts(trigger: str = RefreshAttempt.Trigger.BEAT) -> int:
     tick = refresher_tick()
     queued = refresh_queue(account_ids=tick.due, trigger=trigger)
     refresher_heartbeat_set_queued(heartbeat=tick.heartbeat, queued=queued)
-    logger.info("refresher tick: %s account(s) due, %s queued", len(tick.due), queued)
+    feeds = feed_sync_queue(account_ids=[a.pk for a in feed_accounts_due()])
+    logger.info(
+        "refresher tick: %s account(s) due, %s queued; %s feed sync(s) queued",
+        len(tick.due),
+        queued,
+        feeds,
+    )
     return queued
 
 
 @shared_task(bind=True, ignore_result=True, acks_late=True, max_retries=5)
-def send_alert(self, *, key: str, channel: str, subject: str, body: str) -> None:
+def send_alert(self: Task, *, key: str, channel: str, subject: str, body: str) -> None:
     """Deliver one alert over one channel; retried with backoff, then logged and
     forgotten so the next check raises it again."""
     from accounts.alerts import AlertDeliveryError, alert_deliver, alert_delivery_failed
@@ -123,7 +177,7 @@ def send_alert(self, *, key: str, channel: str, subject: str, body: str) -> None
     try:
         alert_deliver(channel=channel, subject=subject, body=body)
     except AlertDeliveryError as exc:
-        if self.request.retries >= self.max_retries:
+        if self.request.retries >= (self.max_retries or 0):
             logger.error("alert %s not delivered by %s, giving up: %s", key, channel, exc)
             alert_delivery_failed(key=key)
             return
@@ -134,7 +188,7 @@ def send_alert(self, *, key: str, channel: str, subject: str, body: str) -> None
 
 
 @beat_init.connect
-def _tick_when_beat_starts(sender=None, **kwargs) -> None:
+def _tick_when_beat_starts(sender: object = None, **kwargs: object) -> None:
     """Run one tick as soon as beat starts: a restarted beat (Heroku wipes its
     schedule file) would otherwise wait a whole period before the first one."""
     try:

@@ -243,11 +243,56 @@ CELERY_TASK_TIME_LIMIT = 180  # well below Redis' one-hour visibility timeout
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 20  # Heroku kills 30 s after SIGTERM
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
-# How often beat looks for due accounts; which accounts are due is decided from the DB.
-REFRESH_TICK_SECONDS = env.int("REFRESH_TICK_SECONDS", default=15 * 60)
+
+
+def _bounded_int(name: str, *, default: int, low: int, high: int, why: str) -> int:
+    """An integer setting that must lie in [low, high]; anything else stops startup."""
+    try:
+        value = env.int(name, default=default)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name} must be a whole number ({why}).") from None
+    if not low <= value <= high:
+        raise ImproperlyConfigured(f"{name} must be between {low} and {high} ({why}).")
+    return value
+
+
+# --- The feed (accounts/feed_policy.py decides with these) ----------------------------
+# How often each feed is re-read from Instagram (Instagram has no webhook for new
+# posts). At least 5 minutes: every sync spends calls of the account's rate budget
+# (docs/instagram.md section 8). At most a day: videos are served with Instagram's
+# own URL, renewed at each sync, and those expire after a few days.
+FEED_SYNC_SECONDS = _bounded_int(
+    "FEED_SYNC_SECONDS", default=1800, low=300, high=86400, why="seconds, 300 to a day"
+)
+# Posts kept and served per account. Every picture is mirrored in three widths:
+# about 0.5 MB for a real photo (bench/feed measures the sandbox's), so 50 posts
+# (about 58 pictures with their carousel items) take some 30 MB of the database.
+FEED_MAX_POSTS = _bounded_int("FEED_MAX_POSTS", default=50, low=1, high=200, why="posts")
+# Internal limits of a sync (not environment settings; tests change them).
+# A sync's claim; a killed worker's lapses after this. Longer than the sync task's
+# hard time limit (accounts/tasks.py), so a live sync never loses it.
+FEED_SYNC_LOCK_SECONDS = 900
+FEED_IMAGE_MAX_BYTES = 8 * 1024 * 1024  # one picture from the CDN
+FEED_IMAGE_TIMEOUT = 20.0  # seconds for one whole picture download
+FEED_SYNC_IMAGE_BUDGET_SECONDS = 300  # all downloads of one sync together
+FEED_IMAGE_WORKERS = 3  # parallel downloads (each decode holds <= ~50 MB)
+# A post's picture never changes on Instagram, except a reel's cover: reuse the
+# mirrored one, and look again once a day.
+FEED_IMAGE_REFETCH_SECONDS = 24 * 3600
+FEED_STALE_ALERT_PERIODS = 4  # alert once the last good sync is this many periods old
+FEED_FAILURE_BACKOFF_MAX_SECONDS = 6 * 3600
+
+# How often beat's one entry fires; what is due is decided from the DB. By default
+# 15 minutes or a sixth of FEED_SYNC_SECONDS, whichever is shorter (5 minutes with
+# the defaults): a feed is read at most a sixth of a period late. With a 15-minute
+# tick a 30-minute feed period is two ticks, and any sync that starts more than the
+# due check's slack (5%, 90 s) after its tick -- a queue of first syncs downloading
+# pictures -- slips a whole tick (45 minutes), as does any period that is not a
+# multiple of the tick (20 minutes becomes 30).
+REFRESH_TICK_SECONDS = env.int("REFRESH_TICK_SECONDS", default=min(15 * 60, FEED_SYNC_SECONDS // 6))
 CELERY_BEAT_SCHEDULE = {
-    # Every REFRESH_TICK_SECONDS (15 min): record a heartbeat and fan out one
-    # refresh task per due account.
+    # Every REFRESH_TICK_SECONDS (5 min by default): record a heartbeat, fan out one
+    # refresh task per due token and one sync task per due feed.
     "refresh-due-accounts": {
         "task": "accounts.tasks.refresh_due_accounts",
         "schedule": REFRESH_TICK_SECONDS,

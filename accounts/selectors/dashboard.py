@@ -1,5 +1,6 @@
-"""Reads for the owner's pages: the dashboard's accounts, invites, and the setup
-checklist (computed live from settings and the database, never showing a secret)."""
+"""Reads for the owner's pages: the dashboard's accounts (with their feeds),
+invites, and the setup checklist (computed live from settings and the database,
+never showing a secret)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from django.utils.timesince import timesince
 from accounts import cors, crypto
 from accounts.models import AccessToken, InstagramAccount, Invite
 from accounts.refresh_policy import account_health
+from accounts.selectors.feed_status import FeedStatus, feed_statuses
 from accounts.selectors.refresh import heartbeat_status
 from accounts.services.invites import invite_link_token
 
@@ -31,14 +33,18 @@ class DashboardAccount:
     masked_token: str | None
     token_expires_at: datetime | None
     health: str
+    feed: FeedStatus  # age, posts, stale, last error (redacted)
 
 
-def _row(account: InstagramAccount, token: AccessToken | None, now: datetime) -> DashboardAccount:
+def _row(
+    account: InstagramAccount, token: AccessToken | None, feed: FeedStatus, now: datetime
+) -> DashboardAccount:
     return DashboardAccount(
         account=account,
         masked_token=token.masked if token is not None else None,
         token_expires_at=token.expires_at if token is not None else None,
         health=account_health(account=account, token=token, now=now),
+        feed=feed,
     )
 
 
@@ -47,15 +53,17 @@ def dashboard_accounts(*, now: datetime | None = None) -> list[DashboardAccount]
     now = now or timezone.now()
     accounts = list(InstagramAccount.objects.order_by("-is_default", "slug"))
     tokens = {t.account_id: t for t in AccessToken.objects.filter(account__in=accounts)}
-    return [_row(a, tokens.get(a.pk), now) for a in accounts]
+    feeds = feed_statuses(accounts=accounts, now=now)
+    return [_row(a, tokens.get(a.pk), feeds[a.pk], now) for a in accounts]
 
 
 def dashboard_account(*, slug: str, now: datetime | None = None) -> DashboardAccount | None:
     account = InstagramAccount.objects.filter(slug=slug).first()
     if account is None:
         return None
+    now = now or timezone.now()
     token = AccessToken.objects.filter(account=account).first()
-    return _row(account, token, now or timezone.now())
+    return _row(account, token, feed_statuses(accounts=[account], now=now)[account.pk], now)
 
 
 # --- Invites -------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Accounts as stored: the one upsert every connection goes through (keyed on the
-Instagram user id, retried when a concurrent request wins), slugs, and the
-owner's actions on an account (disconnect, rename, make default).
+Instagram user id, retried when a concurrent request wins; it queues the account's
+first feed sync), slugs, and the owner's actions on an account (disconnect, which
+deletes its feed too, rename, make default).
 
 Every write to an account or its token goes through ``Model.save()`` /
 ``delete()``, so the receivers in ``accounts/token_cache.py`` drop served copies.
@@ -13,7 +14,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeGuard, TypeVar
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_slug
@@ -23,14 +24,19 @@ from django.utils import timezone
 from accounts import instagram
 from accounts.models import AccessToken, InstagramAccount
 from accounts.services.errors import ConnectError
+from accounts.services.feed import feed_delete
+from accounts.services.feed_schedule import feed_first_sync_queue
 from accounts.services.tokens import token_store
 from tokenagent.redaction import redact
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
 
 logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SLUG_MAX_LENGTH = InstagramAccount._meta.get_field("slug").max_length
+SLUG_MAX_LENGTH: int = InstagramAccount._meta.get_field("slug").max_length or 64
 _RACE_RETRIES = 3
 
 
@@ -59,8 +65,9 @@ def shown_name(value: object, *, limit: int = 40) -> str:
     return redact(text)
 
 
-def is_user(user) -> bool:
-    return user is not None and getattr(user, "is_authenticated", False)
+def is_user(user: object) -> TypeGuard[User]:
+    """A signed-in user (not None, not the anonymous user)."""
+    return user is not None and bool(getattr(user, "is_authenticated", False))
 
 
 # --- The upsert ----------------------------------------------------------------------------------
@@ -68,7 +75,8 @@ def is_user(user) -> bool:
 
 def retry_on_race(write: Callable[[], T]) -> T:
     """Run ``write`` in a transaction; when a concurrent request created the same
-    account (or took the same slug) first, run it again, now as an update."""
+    account (or took the same slug) first, or a feed sync stored a picture use the
+    deletion did not see, run it again: it then sees the other side's rows."""
     for attempt in range(_RACE_RETRIES):
         try:
             with transaction.atomic():
@@ -76,7 +84,7 @@ def retry_on_race(write: Callable[[], T]) -> T:
         except IntegrityError:
             if attempt == _RACE_RETRIES - 1:
                 raise
-            logger.info("connect: a concurrent request stored the same account; retrying")
+            logger.info("a concurrent write conflicted with this one; retrying")
     raise AssertionError("unreachable")  # pragma: no cover
 
 
@@ -84,12 +92,13 @@ def account_upsert(
     *,
     profile: instagram.Profile,
     token: ProbedToken,
-    connected_by=None,
+    connected_by: User | AnonymousUser | None = None,
     slug: str | None = None,
     refresh_frequency: str | None = None,
 ) -> tuple[InstagramAccount, bool]:
-    """Create or update the account keyed on ``profile.user_id`` and store its token.
-    Must run inside a transaction."""
+    """Create or update the account keyed on ``profile.user_id`` and store its token;
+    its feed is read as soon as the transaction commits. Must run inside a
+    transaction."""
     account = (
         InstagramAccount.objects.select_for_update().filter(ig_user_id=profile.user_id).first()
     )
@@ -122,6 +131,7 @@ def account_upsert(
         issued_at=token.issued_at,
         refreshed=token.refreshed,
     )
+    feed_first_sync_queue(account=account)
     return account, created
 
 
@@ -180,17 +190,30 @@ def slug_validate(
 
 
 def account_disconnect(*, account: InstagramAccount, reason: str = "") -> InstagramAccount:
-    """Stop serving and refreshing ``account`` and delete its token. The account row
+    """Stop serving and refreshing ``account``, delete its token, and delete its feed
+    and the pictures no other feed uses, at once (PRODUCT.md "Feed": in the request,
+    no worker needed). One transaction: a failure leaves the account connected with
+    its feed, never disconnected with its pictures still served. The account row
     stays (its slug, history and settings) so it can be reconnected."""
-    with transaction.atomic():
+
+    def write() -> int:
         for token in AccessToken.objects.filter(account=account):
             token.delete()
+        pictures = feed_delete(account=account)
         account.status = InstagramAccount.Status.DISCONNECTED
         if reason:
             account.last_error = redact(reason)[:2000]
             account.last_error_at = timezone.now()
         account.save()
-    logger.info("disconnected %s (@%s)", account.slug, account.username)
+        return pictures
+
+    pictures = retry_on_race(write)
+    logger.info(
+        "disconnected %s (@%s); its feed and %s picture(s) deleted",
+        account.slug,
+        account.username,
+        pictures,
+    )
     return account
 
 

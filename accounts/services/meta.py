@@ -12,13 +12,13 @@ import logging
 import math
 from datetime import UTC, datetime
 
-from django.db import transaction
-from django.db.models import Q
+from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from accounts.models import DataDeletionRequest, InstagramAccount
-from accounts.services.accounts import account_disconnect
+from accounts.services.accounts import account_disconnect, retry_on_race
 from accounts.services.errors import ConnectError
+from accounts.services.feed import feed_delete
 
 logger = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def _issued_at(value: object) -> datetime | None:
         raise SignedRequestError("signed_request has an invalid issued_at") from None
 
 
-def _accounts_for_meta_user(user_id: str):
+def _accounts_for_meta_user(user_id: str) -> QuerySet[InstagramAccount]:
     # Which of the two ids Meta sends is unconfirmed: match both.
     return InstagramAccount.objects.filter(Q(ig_user_id=user_id) | Q(app_scoped_id=user_id))
 
@@ -100,7 +100,8 @@ def _issued_before_last_connection(account: InstagramAccount, issued_at: datetim
 
 def account_deauthorize(*, ig_user_id: str, issued_at: datetime | None = None) -> int:
     """The person removed the app on Instagram: stop refreshing and serving, delete
-    the token, mark the account disconnected. A request issued before the account
+    the token and the feed with its pictures (account_disconnect), mark the account
+    disconnected. A request issued before the account
     was last connected is a replay (the person has connected it again since) and
     leaves it alone. Returns how many accounts were disconnected."""
     disconnected = 0
@@ -122,12 +123,14 @@ def account_deauthorize(*, ig_user_id: str, issued_at: datetime | None = None) -
 
 
 def account_data_delete(*, ig_user_id: str) -> DataDeletionRequest:
-    """Meta's data-deletion request: delete the matching accounts with their tokens
-    and history, and the sign-in users made for them (never staff), then record
+    """Meta's data-deletion request: delete the matching accounts with their tokens,
+    history, feeds and mirrored pictures, and the sign-in users made for them (never
+    staff), at once and in the request, then record
     the request for its public status page. Safe to repeat: once the data is
     gone a repeat deletes nothing and records one more request."""
     now = timezone.now()
-    with transaction.atomic():
+
+    def write() -> DataDeletionRequest:
         accounts = list(_accounts_for_meta_user(ig_user_id).select_related("user"))
         users = [
             a.user
@@ -135,14 +138,24 @@ def account_data_delete(*, ig_user_id: str) -> DataDeletionRequest:
             if a.user is not None and not a.user.is_staff and not a.user.is_superuser
         ]
         for account in accounts:
+            # The feed and its pictures first: the pictures belong to no account row,
+            # and a cascade alone would leave them stored and served.
+            feed_delete(account=account)
             account.delete()  # token and refresh history cascade; the cache is invalidated
         for user in users:
             user.delete()
-        request = DataDeletionRequest.objects.create(
+        return DataDeletionRequest.objects.create(
             ig_user_id=ig_user_id[:64],
             received_at=now,
             completed_at=timezone.now(),
             accounts_deleted=len(accounts),
         )
-    logger.info("data deletion %s: %d account(s) deleted", request.confirmation_code, len(accounts))
+
+    # One transaction (retried when a feed sync raced it): all of it or nothing.
+    request = retry_on_race(write)
+    logger.info(
+        "data deletion %s: %d account(s) deleted",
+        request.confirmation_code,
+        request.accounts_deleted,
+    )
     return request

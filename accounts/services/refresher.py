@@ -1,6 +1,6 @@
 """The periodic job's work besides refreshing: record the heartbeat, prune history
-and expired sessions, raise or clear the expiring-soon alerts, and fan out one
-refresh task per due account. ``accounts.tasks.refresh_due_accounts`` (beat) and
+and expired sessions, raise or clear the expiring-soon and stale-feed alerts, and
+fan out one refresh task per due account. ``accounts.tasks.refresh_due_accounts`` (beat) and
 ``manage.py refresh_tokens`` (cron) call it."""
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from django.utils import timezone
 from accounts import alerts
 from accounts.models import RefreshAttempt, RefresherHeartbeat
 from accounts.selectors.refresh import accounts_due_for_refresh, heartbeat_last
+from accounts.services.feed_schedule import alerts_check_feeds
 from accounts.tasks import refresh_account as refresh_account_task
 
 logger = logging.getLogger(__name__)
@@ -76,15 +77,16 @@ def sessions_prune_expired(*, now: datetime, previous_run: datetime | None) -> b
 
 def refresher_tick(*, now: datetime | None = None) -> TickResult:
     """What each periodic run does besides queueing: record the heartbeat, prune
-    old history and expired sessions, raise/clear the expiring-soon alerts and clear
-    a heartbeat alert (the refresher evidently runs). Returns the ids of the
-    accounts due."""
+    old history and expired sessions, raise/clear the expiring-soon and stale-feed
+    alerts and clear a heartbeat alert (the refresher evidently runs). Returns the
+    ids of the accounts due."""
     now = now or timezone.now()
     previous = heartbeat_last()
     due = [a.pk for a in accounts_due_for_refresh(now=now)]
     heartbeat = refresher_heartbeat_record(now=now, accounts_due=len(due))
     pruned_attempts, pruned_heartbeats = refresh_history_prune(now=now)
     alerts.alerts_check_expiring(now=now, about_to_refresh=set(due))
+    alerts_check_feeds(now=now)
     alerts.alert_clear(key=alerts.HEARTBEAT_KEY)
     sessions_pruned = sessions_prune_expired(
         now=now, previous_run=previous.ran_at if previous else None

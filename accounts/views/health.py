@@ -1,4 +1,4 @@
-"""``GET /healthz``: is the agent able to keep tokens alive? For uptime monitors.
+"""``GET /healthz``: can the agent keep tokens alive and feeds fresh? For uptime monitors.
 
 JSON, never a token::
 
@@ -6,16 +6,24 @@ JSON, never a token::
      "heartbeat": {"last_run": iso | null, "age_seconds": n | null,
                    "period_seconds": n, "stale": bool},
      "accounts": {"ok": n, "expiring": n, "needs_reconnect": n, "disconnected": n},
+     "feeds": {"feeds": n, "fresh": n, "stale": n, "never_synced": n, "alerting": n,
+               "oldest_synced_at": iso | null,
+               "per_account": {"<slug>": {"state": "fresh" | "stale" | "never_synced",
+                               "updated_at": iso | null, "age_seconds": n | null,
+                               "posts": n, "alerting": bool}}},
      "per_account": {"<slug>": "ok" | "expiring" | ...}}
 
-``per_account`` only for a signed-in owner or a request carrying
+``feeds`` counts the feeds of active accounts (a feed that never synced is stale
+too); ``alerting`` ones have gone without a good sync for FEED_STALE_ALERT_PERIODS
+periods. Both ``per_account`` objects only for a signed-in owner or a request carrying
 ``Authorization: Bearer <HEALTHZ_TOKEN>``: anyone else learns how many accounts
 are in each state, never which accounts exist (their slugs are the token URLs).
 A missing, wrong or malformed bearer gets the public answer, not an error.
 
 200 when the database and broker answer, the refresher ran within twice its
-period and no account is ``expiring`` or ``needs_reconnect``; 503 otherwise
-(an expiring token means refreshing has failed for weeks: that is worth a page).
+period, no account is ``expiring`` or ``needs_reconnect`` and no feed is
+``alerting``; 503 otherwise (an expiring token means refreshing has failed for
+weeks, an alerting feed that sites have shown a copy hours old: worth a page).
 A ``disconnected`` account was removed on purpose and does not count.
 A stale heartbeat also raises the deduplicated heartbeat-stopped alert here:
 the periodic job cannot report its own death, the web process can.
@@ -34,6 +42,7 @@ from django.views.decorators.http import require_safe
 from accounts import alerts
 from accounts.permissions import is_owner
 from accounts.refresh_policy import UNHEALTHY
+from accounts.selectors import feed_status as feed_selectors
 from accounts.selectors import health as health_selectors
 from accounts.selectors import refresh as refresh_selectors
 
@@ -67,9 +76,12 @@ def healthz(request: HttpRequest) -> JsonResponse:
         try:
             beat = refresh_selectors.heartbeat_status(now=now)
             accounts = refresh_selectors.accounts_health(now=now)
+            feeds = feed_selectors.feed_health(now=now)
             if beat.stale:
                 alerts.alerts_check_heartbeat(now=now)
             detail = _may_see_accounts(request)
+            if detail:
+                feeds["per_account"] = feed_selectors.feed_health_per_account(now=now)
         except DatabaseError:
             logger.exception("healthz could not read the database")
             connection.close()
@@ -83,10 +95,14 @@ def healthz(request: HttpRequest) -> JsonResponse:
                 "stale": beat.stale,
             }
             body["accounts"] = refresh_selectors.health_counts(accounts.values())
+            body["feeds"] = feeds
             if detail:
                 body["per_account"] = accounts
             healthy = (
-                healthy and not beat.stale and not any(s in UNHEALTHY for s in accounts.values())
+                healthy
+                and not beat.stale
+                and not any(s in UNHEALTHY for s in accounts.values())
+                and not feeds["alerting"]
             )
     if not healthy:
         body["status"] = "degraded"

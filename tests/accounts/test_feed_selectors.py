@@ -1,5 +1,6 @@
 """accounts/selectors/feed.py: the served JSON and the Graph /me/media shape as pure
-functions over stored posts, the one image URL builder, and image lookup by name."""
+functions over stored posts, the one image URL builder, and image lookup by name;
+accounts/selectors/feed_status.py: which feeds are due, and the freshness counts."""
 
 import json
 from datetime import UTC, datetime, timedelta
@@ -9,6 +10,7 @@ import pytest
 
 from accounts.models import FeedImage, FeedSnapshot, InstagramAccount
 from accounts.selectors import feed as selectors
+from accounts.selectors import feed_status
 
 BASE = "https://agent.example.com/"
 VIDEO_URL = "https://video.cdninstagram.com/v/reel.mp4?oh=00_x&oe=6823A1B2"
@@ -277,15 +279,15 @@ NOW = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def test_accounts_due_are_the_active_ones_whose_period_or_backoff_passed(feeds):
-    due = {a.slug for a in selectors.feed_accounts_due(now=NOW)}
+    due = {a.slug for a in feed_status.feed_accounts_due(now=NOW)}
     # failing: 3 failures back off to 4 periods (2 h) after the last attempt.
     assert due == {"new", "due"}
-    later = {a.slug for a in selectors.feed_accounts_due(now=NOW + timedelta(hours=2))}
+    later = {a.slug for a in feed_status.feed_accounts_due(now=NOW + timedelta(hours=2))}
     assert later == {"new", "due", "fresh", "failing", "limited"}
 
 
 def test_feed_health_counts_without_naming_accounts(feeds):
-    health = selectors.feed_health(now=NOW)
+    health = feed_status.feed_health(now=NOW)
     assert health == {
         "feeds": 5,  # active accounts only
         "fresh": 2,  # fresh, due (31 minutes is not stale yet)

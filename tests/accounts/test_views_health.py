@@ -96,7 +96,7 @@ def test_never_ran_is_reported(client, filesystem_broker):
     assert body["heartbeat"] == {
         "last_run": None,
         "age_seconds": None,
-        "period_seconds": 900,
+        "period_seconds": 300,  # the default tick: min(15 min, FEED_SYNC_SECONDS / 6)
         "stale": True,
     }
 

@@ -350,3 +350,42 @@ def test_blank_values_in_env_file_mean_defaults(tmp_path):
     assert engine == "django.db.backends.sqlite3"
     assert broker == "filesystem://"
     assert "127.0.0.1" in hosts
+
+
+# --- The feed -------------------------------------------------------------------------------
+
+
+def test_feed_settings_default_to_the_contract_and_the_tick_follows_the_feed(tmp_path):
+    out = load(tmp_path, "FEED_SYNC_SECONDS", "FEED_MAX_POSTS", "REFRESH_TICK_SECONDS", **PROD)
+    assert out == {"FEED_SYNC_SECONDS": 1800, "FEED_MAX_POSTS": 50, "REFRESH_TICK_SECONDS": 300}
+    # A longer feed period leaves the token tick at its 15 minutes; a shorter one
+    # makes beat fire more often, a sixth of the period.
+    names = ("FEED_SYNC_SECONDS", "REFRESH_TICK_SECONDS", "CELERY_BEAT_SCHEDULE")
+    hourly = load(tmp_path, *names, FEED_SYNC_SECONDS="86400", **PROD)
+    assert hourly["REFRESH_TICK_SECONDS"] == 900
+    fast = load(tmp_path, *names, FEED_SYNC_SECONDS="600", FEED_MAX_POSTS="200", **PROD)
+    assert fast["REFRESH_TICK_SECONDS"] == 100
+    assert fast["CELERY_BEAT_SCHEDULE"]["refresh-due-accounts"]["schedule"] == 100
+    # An explicit tick wins.
+    own = load(tmp_path, "REFRESH_TICK_SECONDS", REFRESH_TICK_SECONDS="60", **PROD)
+    assert own["REFRESH_TICK_SECONDS"] == 60
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "says"),
+    [
+        ("FEED_SYNC_SECONDS", "0", "between 300 and 86400"),
+        ("FEED_SYNC_SECONDS", "299", "between 300 and 86400"),
+        ("FEED_SYNC_SECONDS", "86401", "between 300 and 86400"),
+        ("FEED_SYNC_SECONDS", "-1800", "between 300 and 86400"),
+        ("FEED_SYNC_SECONDS", "30 minutes", "whole number"),
+        ("FEED_SYNC_SECONDS", "1800.5", "whole number"),
+        ("FEED_MAX_POSTS", "0", "between 1 and 200"),
+        ("FEED_MAX_POSTS", "201", "between 1 and 200"),
+        ("FEED_MAX_POSTS", "fifty", "whole number"),
+    ],
+)
+def test_a_feed_setting_out_of_bounds_stops_startup(tmp_path, name, value, says):
+    out = load(tmp_path, name, **{name: value}, **PROD)
+    assert out["__error__"] == "ImproperlyConfigured"
+    assert name in out["message"] and says in out["message"]
