@@ -1,5 +1,6 @@
 """Reads for the public token URLs: what ``/token/<account>`` (or ``/token`` for the
-default account) serves now, as one :class:`ServedToken`.
+default account) serves now, as one :class:`ServedToken`. A feed-only account is
+served as an unknown one (as no default account when it is the default).
 
 The hot path is :func:`served_token`: one cache get, no database query. An entry is
 built from the database on a miss and dropped by ``accounts.token_cache`` when the
@@ -15,13 +16,10 @@ bodies) is ``accounts.serving_policy``.
 from __future__ import annotations
 
 import hashlib
-import operator
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import TypeVar
 
 from django.conf import settings
 
@@ -64,7 +62,6 @@ _DETAILS = {
 ERROR_TTL = 300
 NO_DEFAULT_TTL = 60
 MAX_SLUG_LENGTH = InstagramAccount._meta.get_field("slug").max_length
-T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +103,7 @@ class ServedToken:
         return _decrypt(self.ciphertext, settings.TOKEN_ENCRYPTION_KEY, settings.SECRET_KEY)
 
     def allow_list(self) -> cors.AllowList | cors.Intersection:
-        """``ALLOWED_DOMAINS`` narrowed by the account's own list, if it has one."""
-        return cors.global_allow_list().narrowed_by(_account_allow_list(self.origins))
+        return allow_list_for(self.origins)
 
     def max_age(self, *, now: float | None = None) -> int:
         """Seconds a client may cache the token: until the next scheduled refresh or
@@ -131,6 +127,11 @@ def _decrypt(ciphertext: str, keys: str, secret_key: str) -> str:
 @lru_cache(maxsize=256)
 def _account_allow_list(value: str) -> cors.AllowList:
     return cors.parse(value)
+
+
+def allow_list_for(origins: str) -> cors.AllowList | cors.Intersection:
+    """``ALLOWED_DOMAINS`` narrowed by an account's own list (``origins``), if any."""
+    return cors.global_allow_list().narrowed_by(_account_allow_list(origins))
 
 
 # --- Entries ----------------------------------------------------------------------
@@ -208,11 +209,12 @@ def build_entry(slug: str | None, *, now: datetime | None = None) -> ServedToken
         # The owner's pick, else the first connected account (lowest id), whatever
         # its status: the default never silently jumps to another account.
         account = accounts.order_by("-is_default", "pk").first()
-        if account is None:
+        # A feed-only account's token URLs answer exactly as if it did not exist.
+        if account is None or account.feed_only:
             return _error(NO_DEFAULT_ACCOUNT, slug=None, account=None)
     else:
         account = accounts.filter(slug=slug).first()
-        if account is None:
+        if account is None or account.feed_only:
             return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
     return _entry_for(account, now=now)
 
@@ -223,33 +225,12 @@ def _ttl(entry: ServedToken, now: float) -> int:
     return NO_DEFAULT_TTL if entry.state == NO_DEFAULT_ACCOUNT else ERROR_TTL
 
 
-def _fill(
-    key: str,
-    build: Callable[[], T],
-    *,
-    timeout: Callable[[T], int],
-    account_of: Callable[[T], int | None] = lambda value: None,
-    same: Callable[[T, T], bool] = operator.eq,
-) -> T:
-    """Build, store, then build once more and drop the stored copy if the two
-    differ: a writer that committed while we were reading may have invalidated
-    before our store, and this second read sees its commit (its own after-commit
-    invalidation covers anything later)."""
-    value = build()
-    if not token_cache.store(key, value, timeout=timeout(value), account_id=account_of(value)):
-        return value  # nothing stored (the cache is down), so nothing can be stale
-    again = build()
-    if not same(again, value):
-        token_cache.delete(key)
-    return again
-
-
 def known_slugs() -> frozenset[str]:
     """Every account's slug, whatever its status (one cached set, one key)."""
     cached = token_cache.get(token_cache.SLUGS_KEY)
     if isinstance(cached, frozenset):
         return cached
-    return _fill(
+    return token_cache.fill(
         token_cache.SLUGS_KEY,
         lambda: frozenset(InstagramAccount.objects.values_list("slug", flat=True)),
         timeout=lambda _: token_cache.ENTRY_TTL,
@@ -271,7 +252,7 @@ def served_token(slug: str | None) -> ServedToken:
             return entry
     if slug is not None and slug not in known_slugs():
         return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
-    return _fill(
+    return token_cache.fill(
         key,
         lambda: build_entry(slug),
         timeout=lambda e: _ttl(e, now),
