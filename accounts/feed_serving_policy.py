@@ -214,11 +214,16 @@ def adapter_header(name: str, media_url: str) -> str:
 
 
 def adapter_answer(
-    visit: Visit, known: Callable[[], bool | None], *, media_url: str, adapter: StaticFile
+    visit: Visit,
+    read: Callable[[], ServedFeed | None],
+    *,
+    media_url: str,
+    adapter: StaticFile,
 ) -> Answer:
-    """``known`` says whether the account exists (None: the database is unreachable).
-    The global's name is checked as for ``/token/<account>.js`` (``?const=``, else
-    ``JS_CONSTANT_NAME``); refusals are harmless JavaScript that logs why."""
+    """``read`` returns the served entry (None: the database is unreachable); only
+    whether the account exists matters. The global's name is checked as for
+    ``/token/<account>.js`` (``?const=``, else ``JS_CONSTANT_NAME``); refusals are
+    harmless JavaScript that logs why."""
     if visit.method not in READ_METHODS:
         if visit.method != "OPTIONS":
             return not_allowed()
@@ -226,13 +231,11 @@ def adapter_answer(
     name, refusal = js_name(visit)
     if refusal is not None:
         return refusal
-    found = known()
-    if found is None:
+    entry = read()
+    if entry is None:
         return outage(visit, snippets.js_refusal(FEED_OUTAGE), status=503, content_type=JAVASCRIPT)
-    if not found:
-        body = snippets.js_refusal(
-            "No account with this name is connected to the agent; nothing was set."
-        )
+    if entry.not_found:
+        body = snippets.js_refusal(f"{entry.detail} Nothing was set.")
         return uncached(visit, None, body, status=404, content_type=JAVASCRIPT)
     header = adapter_header(name, media_url)
     digest = hashlib.sha256(f"{adapter.tag}|{header}".encode()).hexdigest()[:24]

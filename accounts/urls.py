@@ -75,6 +75,7 @@ owner_urlpatterns = [
     path("accounts/<slug:slug>/rename/", owner.account_rename, name="account-rename"),
     path("accounts/<slug:slug>/default/", owner.account_make_default, name="account-default"),
     path("accounts/<slug:slug>/reveal/", owner.account_reveal_token, name="account-reveal"),
+    path("accounts/<slug:slug>/feed-only/", owner.account_feed_only, name="account-feed-only"),
     path("invites/", owner.invites, name="invites"),
     path("invites/<int:pk>/revoke/", owner.invite_revoke, name="invite-revoke"),
     path("invite/thanks/", owner.invite_thanks, name="invite-thanks"),

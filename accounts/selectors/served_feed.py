@@ -191,9 +191,3 @@ def served_feed(slug: str | None) -> ServedFeed:
         account_of=lambda e: e.account_id,
         same=lambda a, b: a.fingerprint == b.fingerprint,
     )
-
-
-def feed_known(slug: str | None) -> bool:
-    """Whether ``slug`` (None: the default account) names an account: what
-    ``/feed/<slug>.js`` needs (one cache get when warm)."""
-    return not served_feed(slug).not_found

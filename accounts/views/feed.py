@@ -77,14 +77,9 @@ def feed_adapter_js(request: HttpRequest, slug: str | None = None) -> HttpRespon
         if slug
         else reverse("accounts:default-feed-media")
     )
-
-    def known() -> bool | None:
-        entry = _served(slug)
-        return None if entry is None else not entry.not_found
-
     answer = policy.adapter_answer(
         visit_of(request),
-        known,
+        lambda: _served(slug),
         media_url=request.build_absolute_uri(media),
         adapter=_file("adapter.js", serving_policy.JAVASCRIPT),
     )
