@@ -36,10 +36,20 @@ def connect(sandbox, *, slug: str, username: str, **fields) -> tuple[InstagramAc
 
 
 def synced(
-    sandbox, *, slug: str, username: str, posts: int = POSTS, **fields
+    sandbox,
+    *,
+    slug: str,
+    username: str,
+    posts: int = POSTS,
+    captions: dict[int, str | None] | None = None,
+    **fields,
 ) -> tuple[InstagramAccount, str]:
-    """:func:`connect`, with its feed of ``posts`` default posts read once."""
+    """:func:`connect`, with its feed of ``posts`` default posts (``captions``
+    replaces some, by position) read once."""
     sandbox.feed(username=username, count=posts)
+    for index, caption in (captions or {}).items():
+        media_id = catalog.default_post(username, index)["id"]
+        sandbox.caption(media_id, caption, username=username)
     account, token = connect(sandbox, slug=slug, username=username, **fields)
     result = feed_sync(account=account)
     assert result.outcome == Outcome.SYNCED, result.message

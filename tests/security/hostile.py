@@ -91,6 +91,19 @@ TOKEN_URLS = [
     "/token",
 ]
 
+# Every feed URL, for an account "acme" that is also the default (the suites add a
+# mirrored picture's URL, which depends on the stored bytes).
+FEED_URLS = [
+    "/feed/acme.json",
+    "/feed/acme/media",
+    "/feed/acme.js",
+    "/feed.json",
+    "/feed/media",
+    "/feed.js",
+    "/feed/embed.js",
+    "/feed/embed.css",
+]
+
 # Payloads a scanner or an attacker actually sends, mixed into generated text.
 PAYLOADS = [
     "<script>alert(1)</script>",
