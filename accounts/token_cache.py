@@ -220,7 +220,7 @@ def _schedule(account_id: int | None, *slugs: str | None) -> None:
         and connection.in_atomic_block
         and any(func == pending.flush for _, func, _ in connection.run_on_commit)
     )
-    if not waiting:
+    if not waiting or pending is None:
         pending = _thread.pending = _Pending()
     pending.add(account_id, {s for s in slugs if s})
     transaction.on_commit(pending.flush)
@@ -233,7 +233,7 @@ def _account_saving(sender, instance: InstagramAccount, raw=False, update_fields
     if update_fields is not None and "slug" not in update_fields:
         return
     old = InstagramAccount.objects.filter(pk=instance.pk).values_list("slug", flat=True).first()
-    instance._served_slug_before = old if old != instance.slug else None
+    instance.__dict__["_served_slug_before"] = old if old != instance.slug else None
 
 
 def _account_written(sender, instance: InstagramAccount, **kwargs) -> None:
@@ -244,6 +244,7 @@ def _account_written(sender, instance: InstagramAccount, **kwargs) -> None:
 
 def _child_written(sender, instance: AccessToken | FeedSnapshot, **kwargs) -> None:
     # A token or a feed snapshot: what is served for its account changed.
+    slug: str | None
     if type(instance).account.is_cached(instance):
         slug = instance.account.slug
     else:

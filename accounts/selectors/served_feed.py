@@ -22,23 +22,25 @@ import json
 from dataclasses import dataclass
 from datetime import datetime
 
-from accounts import cors, feed_policy, token_cache
+from accounts import feed_policy, token_cache
 from accounts.models import InstagramAccount
 from accounts.selectors.serving import (
     ERROR_TTL,
     MAX_SLUG_LENGTH,
     NO_DEFAULT_ACCOUNT,
     NO_DEFAULT_TTL,
-    NOT_FOUND_STATES,
+    OK,
     UNKNOWN_ACCOUNT,
-    allow_list_for,
+    ServedEntry,
+    account_served_as,
+    error_entry,
+    fingerprint,
     known_slugs,
 )
 
 # Bump when the entry layout changes: old entries become misses, every ETag changes.
 FORMAT = 1
 
-OK = "ok"
 # The account exists but no sync has read its feed yet (it was just connected, or
 # every sync so far failed): there is nothing to serve, and never was.
 NOT_READY = "feed_not_ready"
@@ -59,17 +61,10 @@ _DETAILS = {
 
 
 @dataclass(frozen=True, slots=True)
-class ServedFeed:
-    """What one account's feed URLs serve: the state (``OK`` or an error code) and,
-    when OK, the snapshot's posts (stored shape) with the dates staleness needs."""
+class ServedFeed(ServedEntry):
+    """What one account's feed URLs serve: when OK, the snapshot's posts (stored
+    shape) with the dates staleness needs."""
 
-    state: str
-    slug: str | None
-    account_id: int | None
-    username: str
-    # The account's own ALLOWED_DOMAINS-style list ("" = none).
-    origins: str
-    fingerprint: str
     posts: tuple[dict, ...] = ()
     synced_at: datetime | None = None
     last_error_at: datetime | None = None
@@ -78,19 +73,8 @@ class ServedFeed:
     format: int = FORMAT
 
     @property
-    def ok(self) -> bool:
-        return self.state == OK
-
-    @property
-    def not_found(self) -> bool:
-        return self.state in NOT_FOUND_STATES
-
-    @property
     def detail(self) -> str:
         return _DETAILS[self.state]
-
-    def allow_list(self) -> cors.AllowList | cors.Intersection:
-        return allow_list_for(self.origins)
 
     def stale(self, *, now: datetime) -> bool:
         """Served with ``"stale": true``: the last sync failed, the syncs stopped, or
@@ -103,40 +87,19 @@ class ServedFeed:
         """Seconds a client may cache the feed: until the next sync is expected."""
         return feed_policy.feed_cache_seconds(synced_at=self.synced_at, now=now)
 
-    def etag(self, variant: str) -> str:
-        """A strong ETag: the entry's fingerprint plus the variant of the body."""
-        return f'"{self.fingerprint}-{variant}"'
-
-
-def _fingerprint(*parts: object) -> str:
-    text = "|".join(str(p) for p in (FORMAT, *parts))
-    return hashlib.sha256(text.encode()).hexdigest()[:24]
-
 
 def _error(state: str, *, slug: str | None, account: InstagramAccount | None) -> ServedFeed:
-    return ServedFeed(
-        state=state,
-        slug=account.slug if account else slug,
-        account_id=account.pk if account else None,
-        username=account.username if account else "",
-        origins=account.allowed_domains if account else "",
-        fingerprint=_fingerprint(state, account.pk if account else slug),
-    )
+    return error_entry(ServedFeed, state, slug=slug, account=account, format=FORMAT)
 
 
 def build_feed_entry(slug: str | None) -> ServedFeed:
     """Read what the feed of ``slug`` (None: the default account) serves from the
     database. The default account is chosen as for the token URLs; feed-only
     accounts serve their feed like any other."""
-    accounts = InstagramAccount.objects.select_related("feed_snapshot")
-    if slug is None:
-        account = accounts.order_by("-is_default", "pk").first()
-        if account is None:
-            return _error(NO_DEFAULT_ACCOUNT, slug=None, account=None)
-    else:
-        account = accounts.filter(slug=slug).first()
-        if account is None:
-            return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
+    account = account_served_as(slug, InstagramAccount.objects.select_related("feed_snapshot"))
+    if account is None:
+        state = NO_DEFAULT_ACCOUNT if slug is None else UNKNOWN_ACCOUNT
+        return _error(state, slug=slug, account=None)
     if account.status == InstagramAccount.Status.DISCONNECTED:
         return _error(DISCONNECTED, slug=None, account=account)
     snapshot = getattr(account, "feed_snapshot", None)
@@ -150,7 +113,8 @@ def build_feed_entry(slug: str | None) -> ServedFeed:
         account_id=account.pk,
         username=account.username,
         origins=account.allowed_domains,
-        fingerprint=_fingerprint(
+        fingerprint=fingerprint(
+            FORMAT,
             account.pk,
             account.slug,
             account.username,

@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SLUG_MAX_LENGTH = InstagramAccount._meta.get_field("slug").max_length
+SLUG_MAX_LENGTH: int = InstagramAccount._meta.get_field("slug").max_length or 64
 # Names the agent's own URLs take where a slug would go (/feed/embed.js, /feed/img/...;
 # accounts/urls.py): an account served under one would be unreachable there.
 RESERVED_SLUGS = frozenset({"embed", "img"})

@@ -125,6 +125,8 @@ def account_rename(request: HttpRequest, slug: str) -> HttpResponse:
             )
             return HttpResponseRedirect(reverse("accounts:account", args=[account.slug]))
     row = dashboard.dashboard_account(slug=slug)
+    if row is None:
+        raise Http404("No such account.")
     return render(
         request,
         "accounts/account_detail.html",

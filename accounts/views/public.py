@@ -33,7 +33,7 @@ def visit_of(request: HttpRequest) -> serving_policy.Visit:
     """What the serving rules read from a request (the feed views use it too)."""
     meta = request.META
     return serving_policy.Visit(
-        method=request.method,
+        method=request.method or "GET",
         origin=meta.get("HTTP_ORIGIN"),
         referer=meta.get("HTTP_REFERER"),
         if_none_match=meta.get("HTTP_IF_NONE_MATCH"),
@@ -52,7 +52,7 @@ def response_of(answer: serving_policy.Answer) -> HttpResponse:
         response[name] = value
     if answer.quiet:
         # Keeps django.request from logging each deliberate refusal or error.
-        response._has_been_logged = True
+        response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 

@@ -1,8 +1,9 @@
 """The public feed URLs ``/feed/<account>.json``, ``/feed.json``, ``/feed/<account>/media``
 and ``/feed/media``: status, headers, bodies, ``?limit``/``?after``, ETag/304,
-Cache-Control bounded by the next sync, CORS and ALLOWED_DOMAINS, the preflight, the
-cache (no query when warm, invalidated by a sync at once), stale snapshots, accounts
-with no feed yet, unknown accounts.
+Cache-Control bounded by the next sync, CORS and ALLOWED_DOMAINS, the cache (no query
+when warm, invalidated by a sync at once), stale snapshots, accounts with no feed
+yet, unknown accounts. (Their preflight is tested beside the token URLs',
+test_views_public.py.)
 
 Feeds are read by the real feed_sync from the sandbox Instagram on the live server
 (tests/feed_support.py)."""
@@ -323,29 +324,6 @@ def test_an_accounts_own_list_narrows_the_global_one(client, feed_sandbox, setti
     alone = client.get("/feed/narrow.json", HTTP_ORIGIN="https://shop.example")
     assert "Access-Control-Allow-Origin" not in alone
     assert alone["Cache-Control"].startswith("private, ")
-
-
-def test_the_preflight_is_answered(client, settings):
-    settings.ALLOWED_DOMAINS = "shop.example"
-    make_account(slug="acme")
-    for url in [*FEED_URLS, "/feed/nobody.json"]:
-        response = client.options(
-            url,
-            HTTP_ORIGIN="https://shop.example",
-            HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET",
-            HTTP_ACCESS_CONTROL_REQUEST_HEADERS="if-none-match",
-        )
-        assert response.status_code == 204, url
-        assert response["Access-Control-Allow-Origin"] == "https://shop.example"
-        assert "If-None-Match" in response["Access-Control-Allow-Headers"]
-        assert response["Allow"] == "GET, HEAD, OPTIONS"
-        assert response["Vary"] == "Origin"
-        assert response.content == b""
-        refused = client.options(
-            url, HTTP_ORIGIN="https://evil.example", HTTP_ACCESS_CONTROL_REQUEST_METHOD="GET"
-        )
-        assert refused.status_code == 204
-        assert "Access-Control-Allow-Origin" not in refused
 
 
 def test_head_and_writes(client, acme):

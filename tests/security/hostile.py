@@ -197,6 +197,20 @@ def assert_no_server_error(response, *, allow_503: bool = False) -> None:
     assert status < 500 or (allow_503 and status == 503), f"server error {status}"
 
 
+def assert_cors_only_for_listed(response, origin: str, *, listed: str | None) -> None:
+    """With a list (``listed`` its one site), only that site is ever granted, a hostile
+    Origin never is; unrestricted, an origin is echoed only in its normalised
+    scheme://host[:port] form."""
+    acao = response.get("Access-Control-Allow-Origin")
+    if listed:
+        assert acao in (None, listed)
+        if acao:
+            assert origin.strip().lower().rstrip("/") == listed
+    elif acao not in (None, "*"):
+        assert acao.startswith(("http://", "https://"))
+        assert not (set(acao) & DANGEROUS)
+
+
 def assert_headers_clean(response) -> None:
     for key, value in response.items():
         assert "\r" not in value and "\n" not in value, key

@@ -128,15 +128,7 @@ def test_any_headers_are_answered_without_500_or_reflection(
             HTTP_ACCEPT=origin,
         )
     assert_harmless(response, token, origin, referer, inm, forwarded)
-    acao = response.get("Access-Control-Allow-Origin")
-    if restricted:
-        # Only the listed site is ever granted; a hostile Origin never is.
-        assert acao in (None, "https://shop.example.com")
-        if acao:
-            assert origin.strip().lower().rstrip("/") == "https://shop.example.com"
-    elif acao not in (None, "*"):
-        assert acao.startswith(("http://", "https://"))
-        assert not (set(acao) & hostile.DANGEROUS)
+    hostile.assert_cors_only_for_listed(response, origin, listed=allowed)
 
 
 @FUZZ
@@ -153,18 +145,6 @@ def test_writes_to_a_feed_url_are_405_and_change_nothing(feed, index, method, bo
     assert response["Allow"] == "GET, HEAD, OPTIONS"
     assert token not in response.content.decode(errors="replace")
     assert stored() == before
-
-
-@pytest.mark.parametrize(
-    "host", ["evil.example", "127.0.0.1:8000<script>", "a" * 300, "[::1", "localhost\\@evil"]
-)
-def test_a_forged_host_header_never_lands_in_a_url_the_agent_hands_out(feed, host):
-    token, urls = feed
-    for url in urls:
-        response = Client().get(url, HTTP_HOST=host)
-        assert response.status_code == 400, url
-        hostile.assert_not_reflected(response, host)
-        assert host.encode() not in response.content
 
 
 def test_feed_responses_forbid_content_sniffing(feed):
