@@ -8,6 +8,7 @@ test_views_public.py.)
 Feeds are read by the real feed_sync from the sandbox Instagram on the live server
 (tests/feed_support.py)."""
 
+import gzip
 import json
 import re
 from datetime import timedelta
@@ -55,7 +56,7 @@ def test_the_json_is_the_contracts_shape_with_every_picture_on_the_agent(client,
     response = client.get("/feed/acme.json")
     assert response.status_code == 200
     assert response["Content-Type"] == "application/json"
-    assert response["Vary"] == "Origin"
+    assert response["Vary"] == "Origin, Accept-Encoding"
     assert response["X-Content-Type-Options"] == "nosniff"
     body = response.json()
     assert set(body) == {"account", "username", "updated_at", "stale", "posts"}
@@ -143,6 +144,18 @@ def test_a_bad_limit_is_a_400_json_error_never_echoing_it(client, url):
             assert limit not in response.content.decode()
         # Readable by the page, so that the embed can say why.
         assert response["Access-Control-Allow-Origin"] == "https://shop.example"
+
+
+def test_browsers_that_ask_get_it_gzipped(client, acme):
+    plain = client.get("/feed/acme.json")
+    zipped = client.get("/feed/acme.json", HTTP_ACCEPT_ENCODING="gzip, deflate, br")
+    assert zipped["Content-Encoding"] == "gzip"
+    assert gzip.decompress(zipped.content) == plain.content
+    assert len(zipped.content) * 3 < len(plain.content)
+    assert zipped["ETag"] == f"W/{plain['ETag']}"  # the same tag, weak once encoded
+    again = client.get("/feed/acme.json", HTTP_IF_NONE_MATCH=zipped["ETag"])
+    assert again.status_code == 304
+    assert again["Vary"] == "Origin, Accept-Encoding"
 
 
 def test_other_query_parameters_are_ignored(client, acme):
@@ -247,7 +260,7 @@ def test_etag_and_304(client, acme):
             assert again.content == b""
             assert again["ETag"] == tag
             assert again["Cache-Control"] == response["Cache-Control"]
-            assert again["Vary"] == "Origin"
+            assert again["Vary"] == "Origin, Accept-Encoding"
         assert client.get(url, HTTP_IF_NONE_MATCH='"other"').status_code == 200
 
 
@@ -288,7 +301,7 @@ def test_any_site_may_read_the_feed_while_allowed_domains_is_unset(client, acme)
         response = client.get(url, HTTP_ORIGIN="https://any.example")
         assert response["Access-Control-Allow-Origin"] == "https://any.example"
         assert response["Access-Control-Expose-Headers"] == "ETag"
-        assert response["Vary"] == "Origin"
+        assert response["Vary"] == "Origin, Accept-Encoding"
         assert response["Cache-Control"].startswith("public, max-age=")
 
 
@@ -302,7 +315,7 @@ def test_once_listed_only_listed_sites_may_read_it_and_answers_are_private(clien
         assert unlisted.status_code == 200
         assert "Access-Control-Allow-Origin" not in unlisted
         assert unlisted["Cache-Control"].startswith("private, max-age=")
-        assert unlisted["Vary"] == "Origin"
+        assert unlisted["Vary"] == "Origin, Accept-Encoding"
         assert "Access-Control-Allow-Origin" not in client.get(url, HTTP_ORIGIN="null")
 
 

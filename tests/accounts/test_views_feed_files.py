@@ -3,6 +3,7 @@ Instafeed.js adapter, exactly as docs/embed.md says), ``/feed/embed.js`` and
 ``/feed/embed.css`` (the files unchanged) and the content-addressed pictures under
 ``/feed/img/``."""
 
+import gzip
 import hashlib
 import re
 from pathlib import Path
@@ -51,6 +52,7 @@ def test_the_adapter_is_one_line_then_adapter_js_unchanged(client):
     assert rest == ADAPTER
     # No secret in it and no CORS needed: the feed request it makes is where the site is checked.
     assert "Access-Control-Allow-Origin" not in response
+    assert response["Vary"] == "Accept-Encoding"  # gzipped for browsers that ask
     tag = response["ETag"]
     assert re.fullmatch(r'"[0-9a-f]{24}"', tag)
     again = client.get("/feed/acme.js", HTTP_IF_NONE_MATCH=tag)
@@ -186,6 +188,8 @@ def test_the_embed_files_are_served_unchanged(client, url, name, content_type):
     assert response["Cache-Control"] == "public, max-age=3600"
     tag = response["ETag"]
     assert client.get(url, HTTP_IF_NONE_MATCH=tag).status_code == 304
+    zipped = client.get(url, HTTP_ACCEPT_ENCODING="gzip")
+    assert gzip.decompress(zipped.content) == response.content
     # Query strings (cache busters, junk) change nothing.
     busted = client.get(url, {"v": "2", "x": "<script>"})
     assert (busted.content, busted["ETag"]) == (response.content, tag)

@@ -85,7 +85,7 @@ def assert_no_cors_for(url: str, origin: str) -> None:
     answer = requests.get(url, headers={"Origin": origin}, timeout=10)
     assert answer.status_code == 200
     assert "Access-Control-Allow-Origin" not in answer.headers
-    assert answer.headers["Vary"] == "Origin"
+    assert answer.headers["Vary"] == "Origin, Accept-Encoding"
 
 
 def until(page, expression: str):
