@@ -109,6 +109,22 @@ def _page(kind: str, visit: Visit) -> tuple[int, str] | str:
     return limit, after
 
 
+# Rendered bodies by ETag, per process: the tag names everything a body depends on
+# (the snapshot, the kind, limit, cursor, stale flag, host and path), so a hit is
+# always right. Bounded: emptied when full.
+_BODIES: dict[str, str] = {}
+BODIES_MAX = 128
+
+
+def _rendered(tag: str, render: Callable[[], str]) -> str:
+    body = _BODIES.get(tag)
+    if body is None:
+        if len(_BODIES) >= BODIES_MAX:
+            _BODIES.clear()
+        body = _BODIES[tag] = render()
+    return body
+
+
 def _body(
     kind: str,
     entry: ServedFeed,
@@ -183,20 +199,24 @@ def feed_answer(
     stale = entry.stale(now=now)
     # The body depends on the host too (image URLs are absolute): it is in the tag.
     variant = "|".join((kind, str(limit), after, str(stale), base_url, page_url))
+    tag = entry.etag(hashlib.sha256(variant.encode()).hexdigest()[:12])
     return conditional(
         visit,
-        tag=entry.etag(hashlib.sha256(variant.encode()).hexdigest()[:12]),
+        tag=tag,
         max_age=entry.max_age(now=now),
         allow=allow,
         content_type=JSON,
-        body=lambda: _body(
-            kind,
-            entry,
-            limit=limit,
-            after=after,
-            stale=stale,
-            base_url=base_url,
-            page_url=page_url,
+        body=lambda: _rendered(
+            tag,
+            lambda: _body(
+                kind,
+                entry,
+                limit=limit,
+                after=after,
+                stale=stale,
+                base_url=base_url,
+                page_url=page_url,
+            ),
         ),
     )
 

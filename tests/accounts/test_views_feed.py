@@ -453,6 +453,26 @@ def test_a_warm_feed_is_served_without_a_database_query(client, acme, django_ass
                 assert client.get(url, HTTP_IF_NONE_MATCH=tags[url]).status_code == 304
 
 
+def test_a_body_is_rendered_once_per_process_and_tag(client, acme, monkeypatch):
+    from accounts import feed_serving_policy
+
+    renders = []
+    real = feed_serving_policy.feed_payload
+    monkeypatch.setattr(
+        feed_serving_policy, "feed_payload", lambda **kw: renders.append(1) or real(**kw)
+    )
+    monkeypatch.setattr(feed_serving_policy, "_BODIES", {})
+    first = client.get("/feed/acme.json", {"limit": "3"})
+    assert client.get("/feed/acme.json", {"limit": "3"}).content == first.content
+    assert len(renders) == 1
+    client.get("/feed/acme.json", {"limit": "4"})
+    assert len(renders) == 2
+    monkeypatch.setattr(feed_serving_policy, "BODIES_MAX", 2)
+    for limit in ("1", "2", "5", "6"):  # bounded: emptied when full, never wrong
+        assert len(client.get("/feed/acme.json", {"limit": limit}).json()["posts"]) == int(limit)
+    assert len(feed_serving_policy._BODIES) <= 2
+
+
 def test_a_cold_cache_during_a_database_outage_is_a_503_never_a_500(client, monkeypatch):
     def down(slug):
         raise OperationalError("could not connect to server: Connection refused")
