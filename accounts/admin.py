@@ -10,6 +10,7 @@ from accounts.models import (
     RefreshAttempt,
     RefresherHeartbeat,
 )
+from accounts.services.accounts import SlugError, slug_validate
 from accounts.usernames import username_normalise
 
 
@@ -34,9 +35,17 @@ class InstagramAccountForm(forms.ModelForm):
             "refresh_frequency",
             "allowed_domains",
             "is_default",
+            "feed_only",
             "user",
             "connected_by",
         )
+
+    def clean_slug(self) -> str:
+        # The rules of the owner's rename (reserved names, case-insensitive uniqueness).
+        try:
+            return slug_validate(slug=self.cleaned_data.get("slug", ""), account=self.instance)
+        except SlugError as exc:
+            raise forms.ValidationError(str(exc)) from None
 
     def clean_allowed_domains(self) -> str:
         value = self.cleaned_data.get("allowed_domains", "")
@@ -49,8 +58,8 @@ class InstagramAccountForm(forms.ModelForm):
 @admin.register(InstagramAccount)
 class InstagramAccountAdmin(admin.ModelAdmin):
     form = InstagramAccountForm
-    list_display = ("slug", "username", "status", "is_default", "updated_at")
-    list_filter = ("status",)
+    list_display = ("slug", "username", "status", "is_default", "feed_only", "updated_at")
+    list_filter = ("status", "feed_only")
     search_fields = ("slug", "username", "ig_user_id")
     readonly_fields = ("ig_user_id", "app_scoped_id", "connected_at", "last_error", "last_error_at")
     inlines = [AccessTokenInline]

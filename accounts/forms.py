@@ -13,6 +13,15 @@ class RenameForm(forms.Form):
     slug = forms.SlugField(label="New name", max_length=SLUG_MAX_LENGTH, help_text=_SLUG_HELP)
 
 
+class FeedOnlyForm(forms.Form):
+    # A checkbox: unticked sends nothing, which is False.
+    feed_only = forms.BooleanField(
+        label="Feed only: serve this account's feed, never its token",
+        required=False,
+        help_text="Its token URLs then answer 404, as for an unknown account.",
+    )
+
+
 class InviteForm(forms.Form):
     note = forms.CharField(
         label="Note (for you: whose account is it?)", max_length=200, required=False

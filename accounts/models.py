@@ -53,6 +53,14 @@ class InstagramAccount(models.Model):
     is_default = models.BooleanField(
         default=False, help_text="Served at /token.json, /token.js and /token."
     )
+    # Feed only: the feed is served, the token URLs answer 404 as for an unknown
+    # account, and the token never leaves the agent.
+    feed_only = models.BooleanField(
+        "feed only",
+        default=False,
+        help_text="Serve only the feed: the token URLs answer 404 and the token never "
+        "leaves the agent.",
+    )
     # The Django user who signs in with this Instagram account (owners only).
     user = models.OneToOneField(
         settings.AUTH_USER_MODEL,

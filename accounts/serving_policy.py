@@ -2,14 +2,16 @@
 (:class:`Visit`) and what is served to an :class:`Answer` (status, headers, body).
 
 No Django request or response here, so a view, a bare WSGI fast path or another
-public URL with the same rules (a feed) can share them. The generic rules:
+public URL with the same rules (the feed: ``accounts.feed_serving_policy``) can
+share them. The generic rules:
 
 - CORS (:func:`cors_headers`, :func:`preflight`): ``Vary: Origin`` always; an
   allowed ``Origin`` is echoed (``accounts.cors``);
 - the ``.js`` gate (:func:`js_gate`): once a list is set, a script may only be
   loaded by a page whose Origin/Referer names a listed site or the agent itself;
   a request naming no site at all (a page with a no-referrer policy) is refused;
-- caching (:func:`conditional`, :func:`uncached`): a strong ``ETag`` and 304, and
+- caching (:func:`conditional`, :func:`revalidated`, :func:`uncached`): a strong
+  ``ETag`` and 304, and
   ``Cache-Control: public`` while any site may load the answer, ``private`` once
   a list restricts it (the answer then depends on the requesting site, and the
   Referer the gate reads cannot be named in ``Vary``); errors are ``no-store``.
@@ -71,6 +73,9 @@ class Visit:
     if_none_match: str | None = None
     # ?const= on a .js URL (None: not given).
     const: str | None = None
+    # ?limit= and ?after= on the feed URLs (None: not given).
+    limit: str | None = None
+    after: str | None = None
     # How the browser addressed the agent, scheme://host[:port] (the .js gate lets
     # the agent's own pages in).
     agent_origin: str | None = None
@@ -79,7 +84,7 @@ class Visit:
 @dataclass(frozen=True, slots=True)
 class Answer:
     status: int
-    body: str = ""
+    body: str | bytes = ""
     content_type: str | None = DEFAULT_TYPE
     headers: Headers = ()
     # A deliberate answer, not a fault: not logged per request (a dead token
@@ -144,8 +149,10 @@ def js_gate(visit: Visit, allow: AllowList) -> str | None:
     return None if named else NAMES_NO_SITE
 
 
-def _matches(if_none_match: str, tag: str) -> bool:
+def etag_matches(if_none_match: str | None, tag: str) -> bool:
     """Weak comparison, as RFC 9110 prescribes for If-None-Match; lists and ``*``."""
+    if not if_none_match:
+        return False
     for candidate in if_none_match.split(","):
         candidate = candidate.strip()
         if candidate == "*" or candidate.removeprefix("W/") == tag:
@@ -157,6 +164,23 @@ def cache_control(allow: AllowList, max_age: int) -> str:
     return f"{'private' if allow.restricted else 'public'}, max-age={max_age}"
 
 
+def revalidated(
+    visit: Visit,
+    *,
+    tag: str,
+    caching: str,
+    content_type: str,
+    body: Callable[[], str | bytes],
+    headers: Headers = (),
+) -> Answer:
+    """A 200 with ``body()`` (called only then) or a 304 for a matching
+    ``If-None-Match``, with ``ETag``, ``Cache-Control: <caching>`` and ``headers``."""
+    headers = (("ETag", tag), ("Cache-Control", caching), *headers)
+    if etag_matches(visit.if_none_match, tag):
+        return Answer(304, content_type=None, headers=headers)
+    return Answer(200, body(), content_type, headers)
+
+
 def conditional(
     visit: Visit,
     *,
@@ -166,13 +190,16 @@ def conditional(
     content_type: str,
     body: Callable[[], str],
 ) -> Answer:
-    """A 200 with ``body()`` (called only then) or a 304 for a matching
-    ``If-None-Match``, with ``ETag`` and ``Cache-Control``."""
-    caching = (("ETag", tag), ("Cache-Control", cache_control(allow, max_age)))
-    headers = caching + cors_headers(visit, allow)
-    if visit.if_none_match and _matches(visit.if_none_match, tag):
-        return Answer(304, content_type=None, headers=headers)
-    return Answer(200, body(), content_type, headers)
+    """:func:`revalidated` with ``Cache-Control`` public or private (by ``allow``)
+    for ``max_age`` seconds, and the CORS headers."""
+    return revalidated(
+        visit,
+        tag=tag,
+        caching=cache_control(allow, max_age),
+        content_type=content_type,
+        body=body,
+        headers=cors_headers(visit, allow),
+    )
 
 
 def uncached(
@@ -184,10 +211,10 @@ def uncached(
 
 def outage(visit: Visit, body: str, *, status: int, content_type: str) -> Answer:
     answer = uncached(visit, None, body, status=status, content_type=content_type)
-    return _with_header(answer, "Retry-After", OUTAGE_RETRY_AFTER)
+    return with_header(answer, "Retry-After", OUTAGE_RETRY_AFTER)
 
 
-def _with_header(answer: Answer, name: str, value: str) -> Answer:
+def with_header(answer: Answer, name: str, value: str) -> Answer:
     return Answer(
         answer.status, answer.body, answer.content_type, (*answer.headers, (name, value)), True
     )
@@ -241,14 +268,15 @@ def _data_answer(kind: str, visit: Visit, entry: ServedToken | None) -> Answer:
     allow = entry.allow_list()
     if entry.ok:
         variant, content_type, render = _DATA_KINDS[kind]
+        served = entry
         try:
             return conditional(
                 visit,
-                tag=entry.etag(variant),
-                max_age=entry.max_age(),
+                tag=served.etag(variant),
+                max_age=served.max_age(),
                 allow=allow,
                 content_type=content_type,
-                body=lambda: render(entry, entry.token()),
+                body=lambda: render(served, served.token()),
             )
         except crypto.InvalidToken:
             entry = entry.with_state(TOKEN_UNREADABLE)
@@ -256,7 +284,7 @@ def _data_answer(kind: str, visit: Visit, entry: ServedToken | None) -> Answer:
     return uncached(visit, allow, error_body(entry), status=status, content_type=JSON)
 
 
-def _js_name(visit: Visit) -> tuple[str, Answer | None]:
+def js_name(visit: Visit) -> tuple[str, Answer | None]:
     """The global the snippet sets, or a refusal of the request."""
     if visit.const is None:
         name = settings.JS_CONSTANT_NAME
@@ -274,7 +302,7 @@ def _js_name(visit: Visit) -> tuple[str, Answer | None]:
 
 
 def _js_answer(visit: Visit, read: Callable[[], ServedToken | None]) -> Answer:
-    name, refusal = _js_name(visit)
+    name, refusal = js_name(visit)
     if refusal is not None:
         return refusal
     entry = read()
@@ -290,21 +318,22 @@ def _js_answer(visit: Visit, read: Callable[[], ServedToken | None]) -> Answer:
         body = snippets.js_unusable(name, entry.detail)
         return uncached(visit, allow, body, status=404, content_type=JAVASCRIPT)
     if entry.ok:
+        served = entry
         try:
             return conditional(
                 visit,
-                tag=entry.etag(f"s-{name}"),
-                max_age=entry.max_age(),
+                tag=served.etag(f"s-{name}"),
+                max_age=served.max_age(),
                 allow=allow,
                 content_type=JAVASCRIPT,
-                body=lambda: snippets.js_assign(name, entry.token()),
+                body=lambda: snippets.js_assign(name, served.token()),
             )
         except crypto.InvalidToken:
             entry = entry.with_state(TOKEN_UNREADABLE)
     # 200 so that browsers run it (see the module docstring); never cached.
     body = snippets.js_unusable(name, f"{entry.detail} ({entry.state})")
     answer = uncached(visit, allow, body, status=200, content_type=JAVASCRIPT)
-    return _with_header(answer, "X-Tokenagent-Error", entry.state)
+    return with_header(answer, "X-Tokenagent-Error", entry.state)
 
 
 # --- Settings check (registered by AccountsConfig.ready) ------------------------------------
@@ -322,11 +351,11 @@ def check_serving_settings(app_configs=None, **kwargs) -> list[checks.CheckMessa
                 id="tokenagent.W101",
             )
         )
-    problem = snippets.js_identifier_problem(settings.JS_CONSTANT_NAME)
-    if problem:
+    name_problem = snippets.js_identifier_problem(settings.JS_CONSTANT_NAME)
+    if name_problem:
         messages.append(
             checks.Error(
-                f"JS_CONSTANT_NAME cannot be used: {problem}.",
+                f"JS_CONSTANT_NAME cannot be used: {name_problem}.",
                 hint="Use a plain JavaScript identifier such as InstagramToken.",
                 id="tokenagent.E101",
             )

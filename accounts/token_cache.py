@@ -1,20 +1,23 @@
-"""The served copy of each account's token lives in the Django cache (shared by
-web and worker) so the token URLs do not query the database on every hit.
+"""The served copies of each account's token and feed live in the Django cache
+(shared by web and worker) so the public URLs do not query the database on every hit.
 
-What an entry holds is decided by ``accounts.selectors.serving``; this module knows
-the keys and drops them. The keys, all bounded by the number of accounts:
+What an entry holds is decided by ``accounts.selectors.serving`` (tokens) and
+``accounts.selectors.served_feed`` (feeds); this module knows the keys, fills them
+(:func:`fill`) and drops them. The keys, all bounded by the number of accounts:
 
 - ``token:slug:<slug>`` per account name, ``token:__default__`` for ``/token*``;
+- ``feed:slug:<slug>`` per account name, ``feed:__default__`` for ``/feed.json``;
 - ``token:slugs``, the set of every account's name: an unknown name is answered
   from it, so no request for a name that does not exist stores anything;
 - ``token:index:<account id>``, the keys an account's entries were stored under.
 
 **Invalidation, one mechanism**: the receivers below, connected by
-``AccountsConfig.ready()``, on ``post_save``/``post_delete`` of ``InstagramAccount``
-and ``AccessToken``. Each write adds its account to the transaction's pending set
+``AccountsConfig.ready()``, on ``post_save``/``post_delete`` of ``InstagramAccount``,
+``AccessToken`` and ``FeedSnapshot`` (a sync swapping the snapshot in, or recording
+a failure, saves it). Each write adds its account to the transaction's pending set
 (a renamed account with its old slug too, remembered by a ``pre_save`` receiver);
 after commit the set is dropped once, in one ``delete_many``: the account's keys
-under every slug it had, the default and the known names. So a disconnect (token
+under every slug it had, the defaults and the known names. So a disconnect (token
 deleted, status saved) is one invalidation, and a rolled-back write drops nothing.
 Services do not call anything for writes through the ORM (``save()``, ``delete()``,
 the admin). Only writes that bypass signals (queryset ``.update()``,
@@ -26,8 +29,11 @@ is skipped with a warning (an entry missed that way lapses within ENTRY_TTL).
 """
 
 import logging
+import operator
 import threading
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -35,20 +41,28 @@ from django.db import transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from redis.exceptions import RedisError
 
-from accounts.models import AccessToken, InstagramAccount
+from accounts.models import AccessToken, FeedSnapshot, InstagramAccount
 
 logger = logging.getLogger(__name__)
 # What a failing cache backend raises: redis-py's errors, socket and file errors.
 CACHE_ERRORS = (RedisError, OSError)
 
 DEFAULT_KEY = "token:__default__"
+FEED_DEFAULT_KEY = "feed:__default__"
 SLUGS_KEY = "token:slugs"
 # Entries are rebuilt at least this often even if an invalidation was missed (seconds).
 ENTRY_TTL = 600
 
 
+T = TypeVar("T")
+
+
 def key_for(slug: str) -> str:
     return f"token:slug:{slug}"
+
+
+def feed_key_for(slug: str) -> str:
+    return f"feed:slug:{slug}"
 
 
 def _index_key(account_id: int) -> str:
@@ -96,7 +110,7 @@ def store(key: str, entry, *, timeout: int, account_id: int | None = None) -> bo
     """Store ``entry``; False when the cache could not take it."""
     try:
         cache.set(key, entry, timeout)
-        if account_id is not None and key != DEFAULT_KEY:
+        if account_id is not None and key not in (DEFAULT_KEY, FEED_DEFAULT_KEY):
             index_key = _index_key(account_id)
             known = cache.get(index_key) or []
             if key not in known:
@@ -118,10 +132,33 @@ def delete(key: str) -> None:
         logger.warning("token cache delete failed: %r", exc)
 
 
+def fill(
+    key: str,
+    build: Callable[[], T],
+    *,
+    timeout: Callable[[T], int],
+    account_of: Callable[[T], int | None] = lambda value: None,
+    same: Callable[[T, T], bool] = operator.eq,
+) -> T:
+    """Build, store, then build once more and drop the stored copy if the two
+    differ: a writer that committed while we were reading may have invalidated
+    before our store, and this second read sees its commit (its own after-commit
+    invalidation covers anything later)."""
+    value = build()
+    if not store(key, value, timeout=timeout(value), account_id=account_of(value)):
+        return value  # nothing stored (the cache is down), so nothing can be stale
+    again = build()
+    if not same(again, value):
+        delete(key)
+    return again
+
+
 def _drop(accounts: dict[int | None, set[str]]) -> None:
     """Drop every copy that may serve these accounts (id -> slugs they were served
-    under), the default and the known names: one read of the indexes, one delete."""
-    keys = {DEFAULT_KEY, SLUGS_KEY, *(key_for(s) for slugs in accounts.values() for s in slugs)}
+    under), the defaults and the known names: one read of the indexes, one delete."""
+    slugs = {s for names in accounts.values() for s in names}
+    keys = {DEFAULT_KEY, FEED_DEFAULT_KEY, SLUGS_KEY}
+    keys.update(key for s in slugs for key in (key_for(s), feed_key_for(s)))
     try:
         ids = [i for i in accounts if i is not None]
         if ids:
@@ -183,7 +220,7 @@ def _schedule(account_id: int | None, *slugs: str | None) -> None:
         and connection.in_atomic_block
         and any(func == pending.flush for _, func, _ in connection.run_on_commit)
     )
-    if not waiting:
+    if not waiting or pending is None:
         pending = _thread.pending = _Pending()
     pending.add(account_id, {s for s in slugs if s})
     transaction.on_commit(pending.flush)
@@ -196,7 +233,7 @@ def _account_saving(sender, instance: InstagramAccount, raw=False, update_fields
     if update_fields is not None and "slug" not in update_fields:
         return
     old = InstagramAccount.objects.filter(pk=instance.pk).values_list("slug", flat=True).first()
-    instance._served_slug_before = old if old != instance.slug else None
+    instance.__dict__["_served_slug_before"] = old if old != instance.slug else None
 
 
 def _account_written(sender, instance: InstagramAccount, **kwargs) -> None:
@@ -205,8 +242,10 @@ def _account_written(sender, instance: InstagramAccount, **kwargs) -> None:
     _schedule(instance.pk, instance.slug, old)
 
 
-def _token_written(sender, instance: AccessToken, **kwargs) -> None:
-    if AccessToken.account.is_cached(instance):
+def _child_written(sender, instance: AccessToken | FeedSnapshot, **kwargs) -> None:
+    # A token or a feed snapshot: what is served for its account changed.
+    slug: str | None
+    if type(instance).account.is_cached(instance):
         slug = instance.account.slug
     else:
         slug = (
@@ -222,4 +261,5 @@ def connect_receivers() -> None:
     pre_save.connect(_account_saving, sender=InstagramAccount, dispatch_uid="token_cache_pre")
     for signal, name in ((post_save, "saved"), (post_delete, "deleted")):
         signal.connect(_account_written, sender=InstagramAccount, dispatch_uid=f"tc_account_{name}")
-        signal.connect(_token_written, sender=AccessToken, dispatch_uid=f"tc_token_{name}")
+        signal.connect(_child_written, sender=AccessToken, dispatch_uid=f"tc_token_{name}")
+        signal.connect(_child_written, sender=FeedSnapshot, dispatch_uid=f"tc_feed_{name}")

@@ -5,7 +5,7 @@ Names are namespaced (``accounts:token-json``); paths and names are stable."""
 
 from django.urls import path
 
-from accounts.views import health, meta, oauth, owner, preview, public, refresh
+from accounts.views import feed, health, meta, oauth, owner, preview, public, refresh
 
 app_name = "accounts"
 
@@ -23,6 +23,23 @@ public_urlpatterns = [
     path("token/<slug:slug>.txt", public.token_plain, name="token-plain"),
     path("token/<slug:slug>", public.token_json, name="token-instatokend"),
     path("healthz", health.healthz, name="healthz"),
+]
+
+# Public feed URLs (accounts/views/feed.py; docs/embed.md): the feed as JSON and in
+# Graph's /me/media shape, the Instafeed.js adapter, the embed and the mirrored
+# pictures. ``/feed.json``, ``/feed.js`` and ``/feed/media`` serve the default
+# account. The fixed names come first: the slugs they would shadow (``embed``,
+# ``img``) are reserved (services/accounts.py RESERVED_SLUGS). Every one answers OPTIONS.
+feed_urlpatterns = [
+    path("feed.json", feed.feed_json, name="default-feed-json"),
+    path("feed.js", feed.feed_adapter_js, name="default-feed-js"),
+    path("feed/media", feed.feed_media, name="default-feed-media"),
+    path("feed/embed.js", feed.feed_embed_js, name="feed-embed-js"),
+    path("feed/embed.css", feed.feed_embed_css, name="feed-embed-css"),
+    path("feed/img/<str:name>", feed.feed_image, name="feed-image"),
+    path("feed/<slug:slug>.json", feed.feed_json, name="feed-json"),
+    path("feed/<slug:slug>.js", feed.feed_adapter_js, name="feed-js"),
+    path("feed/<slug:slug>/media", feed.feed_media, name="feed-media"),
 ]
 
 # Callbacks and hooks from other machines: Meta's deauthorize and data-deletion
@@ -58,6 +75,7 @@ owner_urlpatterns = [
     path("accounts/<slug:slug>/rename/", owner.account_rename, name="account-rename"),
     path("accounts/<slug:slug>/default/", owner.account_make_default, name="account-default"),
     path("accounts/<slug:slug>/reveal/", owner.account_reveal_token, name="account-reveal"),
+    path("accounts/<slug:slug>/feed-only/", owner.account_feed_only, name="account-feed-only"),
     path("invites/", owner.invites, name="invites"),
     path("invites/<int:pk>/revoke/", owner.invite_revoke, name="invite-revoke"),
     path("invite/thanks/", owner.invite_thanks, name="invite-thanks"),
@@ -66,4 +84,10 @@ owner_urlpatterns = [
     path("setup/", owner.setup, name="setup"),
 ]
 
-urlpatterns = public_urlpatterns + callback_urlpatterns + oauth_urlpatterns + owner_urlpatterns
+urlpatterns = (
+    public_urlpatterns
+    + feed_urlpatterns
+    + callback_urlpatterns
+    + oauth_urlpatterns
+    + owner_urlpatterns
+)

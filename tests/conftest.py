@@ -49,4 +49,4 @@ def account(db):
     return make_account(username="acme_bakery", slug="acme")
 
 
-pytest_plugins = ["tests.browser", "tests.sandbox_control"]
+pytest_plugins = ["tests.browser", "tests.sandbox_control", "tests.feed_support"]

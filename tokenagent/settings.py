@@ -369,10 +369,10 @@ SANDBOX_OWNER = "acme_bakery"
 if SANDBOX_ENABLED and not OWNER_INSTAGRAM_USERNAMES:
     OWNER_INSTAGRAM_USERNAMES = [SANDBOX_OWNER]
 ALLOWED_DOMAINS = env.str("ALLOWED_DOMAINS", default="")
-# The token URLs do their own CORS (accounts/cors.py: ALLOWED_DOMAINS, narrowed per
-# account, which the middleware cannot do); django-cors-headers stays off them and,
+# The token and feed URLs do their own CORS (accounts/cors.py: ALLOWED_DOMAINS, narrowed
+# per account, which the middleware cannot do); django-cors-headers stays off them and,
 # with no allowed origins configured, grants nothing elsewhere.
-CORS_URLS_REGEX = r"^/(?!token(?:[./]|$))"
+CORS_URLS_REGEX = r"^/(?!(?:token|feed)(?:[./]|$))"
 JS_CONSTANT_NAME = env.str("JS_CONSTANT_NAME", default="InstagramToken")
 REFRESH_FREQUENCY = env.str("REFRESH_FREQUENCY", default="weekly").strip().lower()
 if REFRESH_FREQUENCY not in ("daily", "weekly", "monthly"):
@@ -460,10 +460,10 @@ def _origin(url: str) -> str | None:
 _GRAPH = [o for o in {_origin(INSTAGRAM_GRAPH_URL)} - {"https://graph.instagram.com"} if o]
 _AUTHORIZE = [o for o in [_origin(INSTAGRAM_AUTHORIZE_URL)] if o]
 CONTENT_SECURITY_POLICY = {
-    # The token URLs are scripts and data that sites load cross-site: a policy there
-    # would be noise on the hot path. The sandbox (DEBUG only) plays a foreign site,
-    # Instagram, with its own inline styles.
-    "EXCLUDE_URL_PREFIXES": ["/token", "/sandbox/"],
+    # The token and feed URLs are scripts, data and pictures that sites load
+    # cross-site: a policy there would be noise on the hot path. The sandbox (DEBUG
+    # only) plays a foreign site, Instagram, with its own inline styles.
+    "EXCLUDE_URL_PREFIXES": ["/token", "/feed", "/sandbox/"],
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'", INSTAFEED_CDN_DIR],

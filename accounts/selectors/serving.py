@@ -1,5 +1,6 @@
 """Reads for the public token URLs: what ``/token/<account>`` (or ``/token`` for the
-default account) serves now, as one :class:`ServedToken`.
+default account) serves now, as one :class:`ServedToken`. A feed-only account is
+served as an unknown one (as no default account when it is the default).
 
 The hot path is :func:`served_token`: one cache get, no database query. An entry is
 built from the database on a miss and dropped by ``accounts.token_cache`` when the
@@ -15,15 +16,14 @@ bodies) is ``accounts.serving_policy``.
 from __future__ import annotations
 
 import hashlib
-import operator
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import TypeVar
 
 from django.conf import settings
+from django.db.models import QuerySet
 
 from accounts import cors, crypto, token_cache
 from accounts.models import AccessToken, InstagramAccount
@@ -63,14 +63,15 @@ _DETAILS = {
 # How long entries live in the cache, in seconds (invalidation normally ends them first).
 ERROR_TTL = 300
 NO_DEFAULT_TTL = 60
-MAX_SLUG_LENGTH = InstagramAccount._meta.get_field("slug").max_length
-T = TypeVar("T")
+MAX_SLUG_LENGTH: int = InstagramAccount._meta.get_field("slug").max_length or 64
+E = TypeVar("E", bound="ServedEntry")
 
 
 @dataclass(frozen=True, slots=True)
-class ServedToken:
-    """What one token URL serves: the state (``OK`` or an error code) and, when OK,
-    the encrypted token with its expiry and next scheduled refresh (epoch seconds)."""
+class ServedEntry:
+    """What the public URLs of one account name serve, its token or its feed
+    (``accounts.selectors.served_feed``): the state (``OK`` or an error code), whose
+    it is and which sites may read it."""
 
     state: str
     slug: str | None
@@ -79,11 +80,6 @@ class ServedToken:
     # The account's own ALLOWED_DOMAINS-style list ("" = none).
     origins: str
     fingerprint: str
-    ciphertext: str = ""
-    expires_at: str = ""  # ISO 8601 UTC, for the JSON body
-    expires_ts: float = 0.0
-    refresh_ts: float = 0.0
-    format: int = FORMAT
 
     @property
     def ok(self) -> bool:
@@ -92,6 +88,25 @@ class ServedToken:
     @property
     def not_found(self) -> bool:
         return self.state in NOT_FOUND_STATES
+
+    def allow_list(self) -> cors.AllowList | cors.Intersection:
+        return allow_list_for(self.origins)
+
+    def etag(self, variant: str) -> str:
+        """A strong ETag: the entry's fingerprint plus the variant (incl. the JS name)."""
+        return f'"{self.fingerprint}-{variant}"'
+
+
+@dataclass(frozen=True, slots=True)
+class ServedToken(ServedEntry):
+    """What one token URL serves: when OK, the encrypted token with its expiry and
+    next scheduled refresh (epoch seconds)."""
+
+    ciphertext: str = ""
+    expires_at: str = ""  # ISO 8601 UTC, for the JSON body
+    expires_ts: float = 0.0
+    refresh_ts: float = 0.0
+    format: int = FORMAT
 
     @property
     def detail(self) -> str:
@@ -105,20 +120,12 @@ class ServedToken:
         """The token in clear, for one response. Raises ``crypto.InvalidToken``."""
         return _decrypt(self.ciphertext, settings.TOKEN_ENCRYPTION_KEY, settings.SECRET_KEY)
 
-    def allow_list(self) -> cors.AllowList | cors.Intersection:
-        """``ALLOWED_DOMAINS`` narrowed by the account's own list, if it has one."""
-        return cors.global_allow_list().narrowed_by(_account_allow_list(self.origins))
-
     def max_age(self, *, now: float | None = None) -> int:
         """Seconds a client may cache the token: until the next scheduled refresh or
         expiry, whichever is first, capped by ``TOKEN_CACHE_MAX_AGE``; never negative."""
         now = time.time() if now is None else now
         remaining = min(self.refresh_ts, self.expires_ts) - now
         return max(0, min(settings.TOKEN_CACHE_MAX_AGE, int(remaining)))
-
-    def etag(self, variant: str) -> str:
-        """A strong ETag: the entry's fingerprint plus the variant (incl. the JS name)."""
-        return f'"{self.fingerprint}-{variant}"'
 
 
 @lru_cache(maxsize=128)
@@ -131,6 +138,11 @@ def _decrypt(ciphertext: str, keys: str, secret_key: str) -> str:
 @lru_cache(maxsize=256)
 def _account_allow_list(value: str) -> cors.AllowList:
     return cors.parse(value)
+
+
+def allow_list_for(origins: str) -> cors.AllowList | cors.Intersection:
+    """``ALLOWED_DOMAINS`` narrowed by an account's own list (``origins``), if any."""
+    return cors.global_allow_list().narrowed_by(_account_allow_list(origins))
 
 
 # --- Entries ----------------------------------------------------------------------
@@ -147,20 +159,33 @@ def next_scheduled_refresh(*, account: InstagramAccount, token: AccessToken) -> 
     return token_next_refresh_at(token=token, account=account)
 
 
-def _fingerprint(*parts: object) -> str:
-    text = "|".join(str(p) for p in (FORMAT, *parts))
+def fingerprint(*parts: object) -> str:
+    """A short hash of what an entry serves (its format first, so that a new format
+    changes every ETag)."""
+    text = "|".join(str(p) for p in parts)
     return hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
-def _error(state: str, *, slug: str | None, account: InstagramAccount | None) -> ServedToken:
-    return ServedToken(
+def _fingerprint(*parts: object) -> str:
+    return fingerprint(FORMAT, *parts)
+
+
+def error_entry(
+    cls: type[E], state: str, *, slug: str | None, account: InstagramAccount | None, format: int
+) -> E:
+    """An entry of ``cls`` that reports ``state`` for ``account`` (or, unknown, ``slug``)."""
+    return cls(
         state=state,
         slug=account.slug if account else slug,
         account_id=account.pk if account else None,
         username=account.username if account else "",
         origins=account.allowed_domains if account else "",
-        fingerprint=_fingerprint(state, account.pk if account else slug),
+        fingerprint=fingerprint(format, state, account.pk if account else slug),
     )
+
+
+def _error(state: str, *, slug: str | None, account: InstagramAccount | None) -> ServedToken:
+    return error_entry(ServedToken, state, slug=slug, account=account, format=FORMAT)
 
 
 def _entry_for(account: InstagramAccount, *, now: datetime) -> ServedToken:
@@ -200,20 +225,25 @@ def _entry_for(account: InstagramAccount, *, now: datetime) -> ServedToken:
     )
 
 
+def account_served_as(
+    slug: str | None, accounts: QuerySet[InstagramAccount]
+) -> InstagramAccount | None:
+    """The account of ``accounts`` that ``slug`` names; for None the default one:
+    the owner's pick, else the first connected account (lowest id), whatever its
+    status (the default never silently jumps to another account)."""
+    if slug is None:
+        return accounts.order_by("-is_default", "pk").first()
+    return accounts.filter(slug=slug).first()
+
+
 def build_entry(slug: str | None, *, now: datetime | None = None) -> ServedToken:
     """Read what ``slug`` (None: the default account) serves from the database."""
     now = now or datetime.now(UTC)
-    accounts = InstagramAccount.objects.select_related("access_token")
-    if slug is None:
-        # The owner's pick, else the first connected account (lowest id), whatever
-        # its status: the default never silently jumps to another account.
-        account = accounts.order_by("-is_default", "pk").first()
-        if account is None:
-            return _error(NO_DEFAULT_ACCOUNT, slug=None, account=None)
-    else:
-        account = accounts.filter(slug=slug).first()
-        if account is None:
-            return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
+    account = account_served_as(slug, InstagramAccount.objects.select_related("access_token"))
+    # A feed-only account's token URLs answer exactly as if it did not exist.
+    if account is None or account.feed_only:
+        state = NO_DEFAULT_ACCOUNT if slug is None else UNKNOWN_ACCOUNT
+        return _error(state, slug=slug, account=None)
     return _entry_for(account, now=now)
 
 
@@ -223,33 +253,12 @@ def _ttl(entry: ServedToken, now: float) -> int:
     return NO_DEFAULT_TTL if entry.state == NO_DEFAULT_ACCOUNT else ERROR_TTL
 
 
-def _fill(
-    key: str,
-    build: Callable[[], T],
-    *,
-    timeout: Callable[[T], int],
-    account_of: Callable[[T], int | None] = lambda value: None,
-    same: Callable[[T, T], bool] = operator.eq,
-) -> T:
-    """Build, store, then build once more and drop the stored copy if the two
-    differ: a writer that committed while we were reading may have invalidated
-    before our store, and this second read sees its commit (its own after-commit
-    invalidation covers anything later)."""
-    value = build()
-    if not token_cache.store(key, value, timeout=timeout(value), account_id=account_of(value)):
-        return value  # nothing stored (the cache is down), so nothing can be stale
-    again = build()
-    if not same(again, value):
-        token_cache.delete(key)
-    return again
-
-
 def known_slugs() -> frozenset[str]:
     """Every account's slug, whatever its status (one cached set, one key)."""
     cached = token_cache.get(token_cache.SLUGS_KEY)
     if isinstance(cached, frozenset):
         return cached
-    return _fill(
+    return token_cache.fill(
         token_cache.SLUGS_KEY,
         lambda: frozenset(InstagramAccount.objects.values_list("slug", flat=True)),
         timeout=lambda _: token_cache.ENTRY_TTL,
@@ -271,7 +280,7 @@ def served_token(slug: str | None) -> ServedToken:
             return entry
     if slug is not None and slug not in known_slugs():
         return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
-    return _fill(
+    return token_cache.fill(
         key,
         lambda: build_entry(slug),
         timeout=lambda e: _ttl(e, now),

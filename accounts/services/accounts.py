@@ -37,6 +37,9 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 SLUG_MAX_LENGTH: int = InstagramAccount._meta.get_field("slug").max_length or 64
+# Names the agent's own URLs take where a slug would go (/feed/embed.js, /feed/img/...;
+# accounts/urls.py): an account served under one would be unreachable there.
+RESERVED_SLUGS = frozenset({"embed", "img"})
 _RACE_RETRIES = 3
 
 
@@ -146,6 +149,8 @@ def _slug_from_username(username: str) -> str:
 
 
 def _slug_taken(slug: str, *, exclude_pk: int | None = None) -> bool:
+    if slug.lower() in RESERVED_SLUGS:
+        return True
     qs = InstagramAccount.objects.filter(slug__iexact=slug)
     if exclude_pk is not None:
         qs = qs.exclude(pk=exclude_pk)
@@ -181,6 +186,8 @@ def slug_validate(
             f"{shown_name(slug)!r} is not a usable name: use 1 to {SLUG_MAX_LENGTH} letters, "
             "digits, hyphens or underscores."
         ) from None
+    if slug.lower() in RESERVED_SLUGS:
+        raise SlugError(f"{slug!r} is reserved for the agent's own URLs; choose another name.")
     if unique and _slug_taken(slug, exclude_pk=account.pk if account else None):
         raise SlugError(f"Another account is already served as {slug!r}.")
     return slug

@@ -15,6 +15,8 @@
 - Pictures: the current and the previous snapshot's stay stored; what neither
   uses is deleted after each swap, so a post deleted on Instagram leaves the feed
   at the next sync and its pictures stop being served at the one after.
+- ``account_feed_only_set``: the owner's switch between serving the token and
+  serving only the feed.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from django.db import IntegrityError, transaction
-from django.db.models import F, Q
+from django.db.models import Q
 from django.utils import timezone
 
 from accounts import feed_policy, feed_storage, instagram
@@ -193,11 +195,12 @@ def _swap(
             [FeedImageUse(snapshot=snapshot, image_id=pk, role=Role.CURRENT) for pk in ids]
         )
         uses.filter(role=Role.PENDING).delete()
-        changed = posts != locked.posts
-        FeedSnapshot.objects.filter(pk=snapshot.pk).update(
+        changed = posts != locked.posts or locked.changed_at is None
+        _save(
+            locked,
             posts=posts,
+            changed_at=now if changed else locked.changed_at,
             synced_at=now,
-            changed_at=now if changed or locked.changed_at is None else locked.changed_at,
             attempted_at=now,
             last_error="",
             last_error_at=None,
@@ -209,6 +212,15 @@ def _swap(
             sync_locked_until=None,
         )
     return True
+
+
+def _save(snapshot: FeedSnapshot, **fields: object) -> None:
+    """Write ``fields`` of a row locked by this transaction with ``save()``, not
+    ``update()``: its post_save receiver (accounts/token_cache.py) drops the served
+    feed after commit, so new posts, or the stale flag after a failure, show at once."""
+    for name, value in fields.items():
+        setattr(snapshot, name, value)
+    snapshot.save(update_fields=list(fields))
 
 
 def _record_failure(
@@ -223,14 +235,18 @@ def _record_failure(
     logger.warning(
         "feed of %s not synced (%s): %s", account.slug, type(error).__name__, error.describe()
     )
-    FeedSnapshot.objects.filter(pk=snapshot.pk).update(
-        attempted_at=now,
-        last_error=redact(error.describe())[:2000],
-        last_error_at=now,
-        error_class=type(error).__name__,
-        consecutive_failures=F("consecutive_failures") + 1,
-        retry_not_before=now + timedelta(seconds=retry_after) if retry_after else None,
-    )
+    with transaction.atomic():
+        locked = FeedSnapshot.objects.select_for_update().filter(pk=snapshot.pk).first()
+        if locked is not None:  # else feed_delete took it meanwhile: nothing to record
+            _save(
+                locked,
+                attempted_at=now,
+                last_error=redact(error.describe())[:2000],
+                last_error_at=now,
+                error_class=type(error).__name__,
+                consecutive_failures=locked.consecutive_failures + 1,
+                retry_not_before=now + timedelta(seconds=retry_after) if retry_after else None,
+            )
     return FeedSyncResult(outcome=Outcome.FAILED, error=error, message=error.describe())
 
 
@@ -244,3 +260,17 @@ def feed_delete(*, account: InstagramAccount) -> int:
     with transaction.atomic():
         FeedSnapshot.objects.filter(account=account).delete()
     return feed_storage.images_delete_unused()
+
+
+# --- Feed only ----------------------------------------------------------------------------------
+
+
+def account_feed_only_set(*, account: InstagramAccount, feed_only: bool) -> InstagramAccount:
+    """Serve only ``account``'s feed (its token URLs then answer 404 as for an
+    unknown account, so its token never leaves the agent), or its token again.
+    The save's receivers drop the served copies at once."""
+    if account.feed_only != feed_only:
+        account.feed_only = feed_only
+        account.save(update_fields=["feed_only", "updated_at"])
+        logger.info("%s: feed only %s", account.slug, "on" if feed_only else "off")
+    return account

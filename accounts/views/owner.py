@@ -3,7 +3,7 @@ the client's invite pages.
 
 Paths: ``/`` (dashboard for owners, a sign-in button for visitors),
 ``/accounts/<slug>/`` and its POST actions (``disconnect/``, ``rename/``,
-``default/``, ``reveal/``), ``POST /connect/`` (connect another account or
+``default/``, ``reveal/``, ``feed-only/``), ``POST /connect/`` (connect another account or
 reconnect one), ``/invites/``, ``/invite/<signed>/`` (public) and
 ``/invite/thanks/``, ``/import/`` (paste a token), ``/setup/``.
 """
@@ -21,11 +21,12 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods, require_POST
 
 from accounts import crypto
-from accounts.forms import InviteForm, RenameForm, TokenImportForm
+from accounts.forms import FeedOnlyForm, InviteForm, RenameForm, TokenImportForm
 from accounts.models import InstagramAccount, Invite, OAuthState
 from accounts.permissions import is_owner, owner_required
 from accounts.selectors import dashboard
 from accounts.services import accounts as account_svc
+from accounts.services import feed as feed_svc
 from accounts.services import imports as import_svc
 from accounts.services import invites as invite_svc
 from accounts.views.oauth import INVITE_THANKS_SESSION_KEY, authorization_start, sign_in_failure
@@ -70,12 +71,18 @@ def account_detail(request: HttpRequest, slug: str) -> HttpResponse:
     return render(
         request,
         "accounts/account_detail.html",
-        {
-            "row": row,
-            "account": row.account,
-            "rename_form": RenameForm(initial={"slug": row.account.slug}),
-        },
+        _account_context(row, rename_form=RenameForm(initial={"slug": row.account.slug})),
     )
+
+
+def _account_context(row: dashboard.DashboardAccount, *, rename_form: RenameForm) -> dict:
+    account = row.account
+    return {
+        "row": row,
+        "account": account,
+        "rename_form": rename_form,
+        "feed_only_form": FeedOnlyForm(initial={"feed_only": account.feed_only}),
+    }
 
 
 @owner_required
@@ -118,10 +125,12 @@ def account_rename(request: HttpRequest, slug: str) -> HttpResponse:
             )
             return HttpResponseRedirect(reverse("accounts:account", args=[account.slug]))
     row = dashboard.dashboard_account(slug=slug)
+    if row is None:
+        raise Http404("No such account.")
     return render(
         request,
         "accounts/account_detail.html",
-        {"row": row, "account": row.account, "rename_form": form},
+        _account_context(row, rename_form=form),
         status=400,
     )
 
@@ -143,7 +152,12 @@ def account_reveal_token(request: HttpRequest, slug: str) -> HttpResponse:
     account = get_object_or_404(InstagramAccount, slug=slug)
     token = getattr(account, "access_token", None)
     value, problem = None, ""
-    if token is None:
+    if account.feed_only:
+        problem = (
+            "This account is feed only: its token never leaves the agent. "
+            "Turn feed only off on the account page to see or serve it."
+        )
+    elif token is None:
         problem = "This account has no token stored."
     else:
         try:
@@ -153,7 +167,8 @@ def account_reveal_token(request: HttpRequest, slug: str) -> HttpResponse:
                 "The stored token cannot be decrypted with the configured "
                 "TOKEN_ENCRYPTION_KEY; restore the old key or reconnect the account."
             )
-    logger.info("token of %s revealed to user %s", account.slug, request.user.pk)
+    if value:
+        logger.info("token of %s revealed to user %s", account.slug, request.user.pk)
     # never_cache marks the page no-store, private: no cache keeps the token.
     return render(
         request,
@@ -161,6 +176,24 @@ def account_reveal_token(request: HttpRequest, slug: str) -> HttpResponse:
         {"account": account, "token": token, "value": value, "problem": problem},
         status=200 if value else 400,
     )
+
+
+@owner_required
+@require_POST
+def account_feed_only(request: HttpRequest, slug: str) -> HttpResponse:
+    account = get_object_or_404(InstagramAccount, slug=slug)
+    form = FeedOnlyForm(request.POST)
+    form.is_valid()  # one checkbox: always valid, absent = off
+    feed_svc.account_feed_only_set(account=account, feed_only=form.cleaned_data["feed_only"])
+    if account.feed_only:
+        messages.success(
+            request,
+            f"{account.slug} is feed only: /token/{account.slug}… answers 404 and the token "
+            "never leaves the agent. The feed is served as before.",
+        )
+    else:
+        messages.success(request, f"The token of {account.slug} is served again.")
+    return HttpResponseRedirect(reverse("accounts:account", args=[account.slug]))
 
 
 # --- Invites -------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
-"""The owner's preview: the account's feed rendered by Instafeed.js (from the
-public CDN, with its integrity hash, as on a user's site) through the agent's own
-``.js`` snippet, beside the code to paste."""
+"""The owner's preview: the account's feed as a site shows it, beside the code to
+paste: the agent's own embed (from the agent itself, so it works offline, in the
+sandbox too), and Instafeed.js (from the public CDN, with its integrity hash, as on
+a user's site, when the CDN answers) through the adapter and, unless the account is
+feed only, through the token snippet."""
 
 from django.conf import settings
 from django.http import Http404
@@ -12,6 +14,8 @@ from accounts.permissions import owner_required
 from accounts.selectors import serving
 
 REAL_GRAPH_URL = "https://graph.instagram.com"
+# The adapter's global on this page (the token snippet sets JS_CONSTANT_NAME).
+FEED_JS_NAME = "TokenagentPreviewFeed"
 
 
 @owner_required
@@ -29,6 +33,7 @@ def token_preview(request, slug: str):
             "entry": entry,
             "usable": entry.ok,
             "js_name": settings.JS_CONSTANT_NAME,
+            "feed_js_name": FEED_JS_NAME,
             "instafeed_src": snippets.INSTAFEED_CDN_URL,
             "instafeed_integrity": snippets.INSTAFEED_INTEGRITY,
             # Instafeed.js always calls graph.instagram.com; when the agent points at

@@ -29,19 +29,22 @@ def _served(slug: str | None) -> serving.ServedToken | None:
         return None
 
 
-def _visit(request: HttpRequest) -> serving_policy.Visit:
+def visit_of(request: HttpRequest) -> serving_policy.Visit:
+    """What the serving rules read from a request (the feed views use it too)."""
     meta = request.META
     return serving_policy.Visit(
-        method=request.method,
+        method=request.method or "GET",
         origin=meta.get("HTTP_ORIGIN"),
         referer=meta.get("HTTP_REFERER"),
         if_none_match=meta.get("HTTP_IF_NONE_MATCH"),
         const=request.GET.get("const"),
+        limit=request.GET.get("limit"),
+        after=request.GET.get("after"),
         agent_origin=f"{request.scheme}://{request.get_host()}",
     )
 
 
-def _response(answer: serving_policy.Answer) -> HttpResponse:
+def response_of(answer: serving_policy.Answer) -> HttpResponse:
     response = HttpResponse(answer.body, status=answer.status, content_type=answer.content_type)
     if answer.content_type is None:
         del response["Content-Type"]
@@ -49,13 +52,13 @@ def _response(answer: serving_policy.Answer) -> HttpResponse:
         response[name] = value
     if answer.quiet:
         # Keeps django.request from logging each deliberate refusal or error.
-        response._has_been_logged = True
+        response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 
 def _serve(request: HttpRequest, slug: str | None, kind: str) -> HttpResponse:
-    answer = serving_policy.token_answer(kind, _visit(request), lambda: _served(slug))
-    return _response(answer)
+    answer = serving_policy.token_answer(kind, visit_of(request), lambda: _served(slug))
+    return response_of(answer)
 
 
 @csrf_exempt

@@ -446,7 +446,19 @@ def test_per_account_list_restricts_even_when_global_is_unset(client):
 
 
 @pytest.mark.parametrize(
-    "url", ["/token/acme.json", "/token/acme.js", "/token/acme", "/token.json"]
+    "url",
+    [
+        "/token/acme.json",
+        "/token/acme.js",
+        "/token/acme",
+        "/token.json",
+        # The feed URLs: the same rules (tests/accounts/test_views_feed.py).
+        "/feed/acme.json",
+        "/feed/acme/media",
+        "/feed.json",
+        "/feed/media",
+        "/feed/nobody.json",
+    ],
 )
 def test_preflight_is_answered(client, acme, settings, url):
     settings.ALLOWED_DOMAINS = "shop.example"

@@ -75,7 +75,7 @@ def _account_page_snippets(agent_url: str, account) -> list[str]:
 
 def _readme_snippets(agent_url: str) -> list[str]:
     text = README.read_text()
-    section = text.split("## Using the token on your site", 1)[1].split("\n## ", 1)[0]
+    section = text.split("## Use the token yourself", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```html\n(.*?)```", section, re.S)
     return [b.replace("https://agent.example.com", agent_url) for b in blocks if "Instafeed" in b]
 

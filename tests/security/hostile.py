@@ -91,6 +91,19 @@ TOKEN_URLS = [
     "/token",
 ]
 
+# Every feed URL, for an account "acme" that is also the default (the suites add a
+# mirrored picture's URL, which depends on the stored bytes).
+FEED_URLS = [
+    "/feed/acme.json",
+    "/feed/acme/media",
+    "/feed/acme.js",
+    "/feed.json",
+    "/feed/media",
+    "/feed.js",
+    "/feed/embed.js",
+    "/feed/embed.css",
+]
+
 # Payloads a scanner or an attacker actually sends, mixed into generated text.
 PAYLOADS = [
     "<script>alert(1)</script>",
@@ -182,6 +195,20 @@ def assert_no_server_error(response, *, allow_503: bool = False) -> None:
     a broker outage), never for a fault."""
     status = response.status_code
     assert status < 500 or (allow_503 and status == 503), f"server error {status}"
+
+
+def assert_cors_only_for_listed(response, origin: str, *, listed: str | None) -> None:
+    """With a list (``listed`` its one site), only that site is ever granted, a hostile
+    Origin never is; unrestricted, an origin is echoed only in its normalised
+    scheme://host[:port] form."""
+    acao = response.get("Access-Control-Allow-Origin")
+    if listed:
+        assert acao in (None, listed)
+        if acao:
+            assert origin.strip().lower().rstrip("/") == listed
+    elif acao not in (None, "*"):
+        assert acao.startswith(("http://", "https://"))
+        assert not (set(acao) & DANGEROUS)
 
 
 def assert_headers_clean(response) -> None:

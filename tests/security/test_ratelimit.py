@@ -1,6 +1,6 @@
 """Abuse limits (accounts/ratelimit.py): /login/, the OAuth callback, the refresh
 hook and Meta's callbacks answer 429 with Retry-After once an address exceeds
-its rate; the token URLs are never limited; forged X-Forwarded-For does not
+its rate; the token and feed URLs are never limited; forged X-Forwarded-For does not
 reset a counter; a dead cache fails open instead of answering 500."""
 
 import os
@@ -168,11 +168,21 @@ def test_token_urls_are_never_limited(client, limits_on, settings, url):
     assert statuses == {200}
 
 
+@pytest.mark.parametrize("url", hostile.FEED_URLS)
+def test_feed_urls_are_never_limited(client, limits_on, settings, url):
+    for name in ("LOGIN", "OAUTH_CALLBACK", "HOOK", "META_CALLBACKS"):
+        setattr(settings, f"RATELIMIT_{name}", "1/m")
+    make_account(username="acme_bakery", slug="acme")
+    # 503 for .json and /media: the account's feed was never read.
+    statuses = {client.get(url).status_code for _ in range(60)}
+    assert len(statuses) == 1 and statuses <= {200, 503}
+
+
 def test_token_urls_cost_no_rate_limit_cache_round_trip(client, limits_on, monkeypatch):
     make_account(username="acme_bakery", slug="acme")
     calls = []
     monkeypatch.setattr(ratelimit, "get_usage", lambda *a, **k: calls.append(a))
-    for url in TOKEN_URLS:
+    for url in TOKEN_URLS + hostile.FEED_URLS:
         client.get(url)
     client.get("/login/")
     assert len(calls) == 1

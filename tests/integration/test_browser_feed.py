@@ -1,141 +1,36 @@
-"""The feed JavaScript in headless Chromium, on a site of another origin than the agent:
-the Instafeed.js adapter (``/feed/<account>.js``) under the published, unmodified
-Instafeed.js 2.1.0, and the agent's own embed (``/feed/embed.js``). The agent is
-``feed_js_server.FeedAgent``, which serves the static files as the Django views must.
+"""The feed JavaScript in headless Chromium against the real agent: the Instafeed.js
+adapter (``/feed/<account>.js``) under the published, unmodified Instafeed.js 2.1.0
+from npm, and the agent's own embed (``/feed/embed.js``), on a site of another
+origin listed in ALLOWED_DOMAINS (tests/integration/browser_site.py), then on one
+that is not.
 
-Besides its own point, every test ends with :meth:`Watch.assert_clean`: each image
-came from the agent, nothing was requested from anyone but the site and the agent
-(Instagram's hosts are routed to a failure and recorded), no response the page
-received contains the token, no request asked the agent for a token, no script
-error, and the caption with markup stayed text (no ``window.pwned``, no injected
-element, no navigation)."""
+The agent is the live server; its feeds were read by the real feed_sync from the
+sandbox Instagram (tests/feed_support.py), whose first post carries a caption
+written to break out of an attribute, navigate the page and run script, and whose
+fourth the sandbox's own markup caption.
 
-import re
+Every test ends with :meth:`Watch.assert_clean` (tests/integration/feed_browser.py):
+each picture came from the agent's ``/feed/img/``, nothing was requested from anyone
+but the site and the agent (the Instagram hosts are routed to a failure and recorded;
+the sandbox Instagram and its CDN are never asked), no response the page received
+contains an account's real token, nothing asked the agent for a token, no script
+error or dialog, and the captions with markup stayed text (no ``window.pwned``, no
+injected element, no navigation)."""
 
 import pytest
 
-from tests.integration.feed_js_server import (
+from accounts.models import InstagramAccount
+from accounts.services.accounts import account_rename
+from tests.integration.feed_browser import (
     EVIL_CAPTION,
-    FAKE_TOKEN,
-    FakeAccount,
-    FakePost,
-    FeedAgent,
-    Site,
-    acme_posts,
+    Agent,
+    Watch,
+    assert_no_cors_for,
+    until,
 )
 
-pytestmark = pytest.mark.browser
-
-INSTAGRAM = re.compile(
-    r"^[a-z]+://([^/?#]*\.)?(instagram\.com|cdninstagram\.com|fbcdn\.net)([:/?#]|$)", re.I
-)
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 EMBED_SIZES = "auto, (max-width: 480px) 50vw, 33vw"
-TIMEOUT = 15000
-
-
-@pytest.fixture
-def site():
-    s = Site()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def other_site():
-    """A site that is not in the agent's allow-list."""
-    s = Site()
-    yield s
-    s.close()
-
-
-@pytest.fixture
-def agent(site):
-    bakery = [
-        FakePost("IMAGE", "Rye loaf"),
-        FakePost("CAROUSEL_ALBUM", "Buns", children=["IMAGE", "IMAGE"]),
-        FakePost("IMAGE", EVIL_CAPTION),
-    ]
-    a = FeedAgent(
-        {
-            "acme": FakeAccount("acme_bakery", acme_posts()),
-            "bakery": FakeAccount("the_bakery", bakery, stale=True),
-            "gone": FakeAccount("gone", [], feed_error=404),
-            "nosync": FakeAccount("nosync", [], feed_error=503),
-        },
-        allowed_origins={site.origin},
-    )
-    yield a
-    a.close()
-
-
-def until(page, expression: str):
-    """Wait until a JavaScript expression is truthy. It is passed as a function: polling
-    a string would need eval, which the strict-CSP page refuses."""
-    page.wait_for_function(f"() => ({expression})", timeout=TIMEOUT)
-
-
-class Watch:
-    """Everything the page asks and receives."""
-
-    def __init__(self, page, agent: FeedAgent, site: Site):
-        self.page, self.agent, self.site = page, agent, site
-        self.requests, self.responses, self.instagram = [], [], []
-        self.console: list[tuple[str, str]] = []
-        self.page_errors: list[str] = []
-        page.context.route(INSTAGRAM, self._refuse)
-        page.on("request", lambda r: self.requests.append(r))
-        page.on("response", lambda r: self.responses.append(r))
-        page.on("console", lambda m: self.console.append((m.type, m.text)))
-        page.on("pageerror", lambda e: self.page_errors.append(str(e)))
-
-    def _refuse(self, route):
-        self.instagram.append(route.request.url)
-        route.abort()
-
-    def goto(self, name: str, html: str, headers: dict | None = None):
-        self.url = self.site.page(name, html, headers)
-        self.page.goto(self.url)
-
-    def errors(self) -> list[str]:
-        return [text for kind, text in self.console if kind == "error"]
-
-    def agent_paths(self, prefix: str) -> list[str]:
-        return [path for _, path, _ in self.agent.requests if path.startswith(prefix)]
-
-    def load_all_images(self):
-        """Scroll every image in (lazy ones too) and wait until each has loaded."""
-        self.page.evaluate("document.querySelectorAll('img').forEach(i => i.scrollIntoView())")
-        until(self.page, "Array.from(document.images).every(i => i.complete && i.naturalWidth > 0)")
-
-    def assert_clean(self):
-        agent = self.agent.origin
-        assert self.instagram == []
-        origins = {re.match(r"^[a-z]+://[^/]+", r.url)[0] for r in self.requests}
-        assert origins <= {self.site.origin, agent}, origins
-        images = [r.url for r in self.requests if r.resource_type == "image"]
-        assert all(u.startswith(f"{agent}/feed/images/") for u in images), images
-        sources = self.page.eval_on_selector_all(
-            "img", "imgs => imgs.flatMap(i => [i.src, i.currentSrc].filter(Boolean))"
-        )
-        assert all(u.startswith(f"{agent}/feed/images/") for u in sources), sources
-        assert not self.agent_paths("/token")
-        for response in self.responses:
-            try:
-                body = response.body()
-            except Exception:  # noqa: BLE001, S112 - redirects, aborted and opaque bodies
-                continue
-            assert FAKE_TOKEN.encode() not in body, response.url
-        assert self.page_errors == []
-        # The caption with markup was text everywhere.
-        assert self.page.url == self.url
-        assert self.page.evaluate("typeof window.pwned") == "undefined"
-        injected = "document.querySelectorAll('meta[http-equiv], img[src=\"x\"]').length"
-        assert self.page.evaluate(injected) == 0
-
-
-@pytest.fixture
-def watch(page, agent, site):
-    return Watch(page, agent, site)
 
 
 def _adapter_page(scripts: str, setup: str) -> str:
@@ -162,25 +57,21 @@ def _wait_feeds(page, condition: str):
     assert page.evaluate("window.feedErrors") == []
 
 
-def _image_urls(agent: FeedAgent, slug: str, indexes=None) -> list[str]:
-    posts = agent.posts(slug)
-    return [posts[i]["image"]["url"] for i in (indexes or range(len(posts)))]
-
-
-# --- The Instafeed.js adapter --------------------------------------------------------
+# --- The Instafeed.js adapter ---------------------------------------------------------------
 
 
 def test_adapter_loaded_before_instafeed_renders_the_agents_feed_with_limit_and_next(
-    page, agent, site, watch
+    page, live_agent, watch
 ):
-    scripts = _scripts(f"{agent.origin}/feed/acme.js", "/instafeed.min.js")
+    agent = live_agent
+    scripts = _scripts(f"{agent.url}/feed/acme.js", "/instafeed.min.js")
     setup = """window.feed = new Instafeed({
-      accessToken: InstagramToken, limit: 3, after: record("after"), error: failed
+      accessToken: InstagramToken, limit: 2, after: record("after"), error: failed
     });
     window.feed.run();"""
     watch.goto("before.html", _adapter_page(scripts, setup))
     _wait_feeds(page, "window.events.length === 1")
-    assert page.evaluate("document.querySelectorAll('#instafeed img').length") == 3
+    assert page.evaluate("document.querySelectorAll('#instafeed img').length") == 2
     assert page.evaluate("window.feed.hasNext()") is True
     page.evaluate("window.feed.next()")
     until(page, "window.events.length === 2")
@@ -195,29 +86,28 @@ def test_adapter_loaded_before_instafeed_renders_the_agents_feed_with_limit_and_
     posts = agent.posts("acme")
     assert [href for href, _, _ in rendered] == [p["permalink"] for p in posts]
     # Videos show their thumbnail (mirrored on the agent), never Instagram's video URL.
-    assert [src for _, src, _ in rendered] == _image_urls(agent, "acme")
+    assert [src for _, src, _ in rendered] == agent.images("acme")
     assert [title for _, _, title in rendered] == [p.get("caption", "") for p in posts]
     assert rendered[0][2] == EVIL_CAPTION
+    assert "<script>" in rendered[3][2]  # the sandbox's markup caption, as text
     # The first page asked for Instafeed's limit; next() followed the agent's paging.next.
     media = watch.agent_paths("/feed/acme/media")
-    assert media[0] == "/feed/acme/media?limit=3"
-    assert [m.split("&after=")[0] for m in media] == ["/feed/acme/media?limit=3"] * 3
+    assert media[0] == "/feed/acme/media?limit=2"
+    assert [m.split("&after=")[0] for m in media] == ["/feed/acme/media?limit=2"] * 3
     assert len(set(media)) == 3
-    token = page.evaluate("InstagramToken")
-    assert token == f"tokenagent:{agent.origin}/feed/acme/media"
+    assert page.evaluate("InstagramToken") == f"tokenagent:{agent.url}/feed/acme/media"
     watch.load_all_images()
     watch.assert_clean()
 
 
-def test_adapter_loaded_after_instafeed_with_a_const_name(page, agent, site, watch):
-    scripts = _scripts("/instafeed.min.js", f"{agent.origin}/feed/acme.js?const=ShopFeed")
-    setup = (
-        """new Instafeed({accessToken: ShopFeed, after: record("after"), error: failed}).run();"""
-    )
+def test_adapter_loaded_after_instafeed_with_a_const_name(page, live_agent, watch):
+    agent = live_agent
+    scripts = _scripts("/instafeed.min.js", f"{agent.url}/feed/acme.js?const=ShopFeed")
+    setup = 'new Instafeed({accessToken: ShopFeed, after: record("after"), error: failed}).run();'
     watch.goto("after.html", _adapter_page(scripts, setup))
     _wait_feeds(page, "window.events.length")
     srcs = page.eval_on_selector_all("#instafeed img", "imgs => imgs.map(i => i.src)")
-    assert srcs == _image_urls(agent, "acme")
+    assert srcs == agent.images("acme")
     assert page.evaluate("typeof InstagramToken") == "undefined"
     assert page.evaluate("ShopFeed").startswith("tokenagent:")
     assert watch.agent_paths("/feed/acme/media") == ["/feed/acme/media"]
@@ -225,12 +115,13 @@ def test_adapter_loaded_after_instafeed_with_a_const_name(page, agent, site, wat
     watch.assert_clean()
 
 
-def test_two_adapters_two_names_two_accounts_on_one_page(page, agent, site, watch):
-    # One adapter before Instafeed.js, one after it.
+def test_two_adapters_two_names_two_accounts_on_one_page(page, live_agent, watch):
+    agent = live_agent
+    # One adapter before Instafeed.js, one after it; the default account's own URL.
     scripts = _scripts(
-        f"{agent.origin}/feed/acme.js",
+        f"{agent.url}/feed.js",
         "/instafeed.min.js",
-        f"{agent.origin}/feed/bakery.js?const=BakeryFeed",
+        f"{agent.url}/feed/bakery.js?const=BakeryFeed",
     )
     setup = """
     new Instafeed({accessToken: InstagramToken, limit: 2, after: record("acme"),
@@ -240,18 +131,22 @@ def test_two_adapters_two_names_two_accounts_on_one_page(page, agent, site, watc
     watch.goto("two.html", _adapter_page(scripts, setup))
     _wait_feeds(page, "window.events.length === 2")
     first = page.eval_on_selector_all("#instafeed img", "imgs => imgs.map(i => i.src)")
-    second = page.eval_on_selector_all("#second img", "imgs => imgs.map(i => i.title)")
-    assert first == _image_urls(agent, "acme", [0, 1])
-    assert second == ["Rye loaf", "Buns", EVIL_CAPTION]
-    assert page.eval_on_selector_all("#second img", "imgs => imgs.map(i => i.src)") == (
-        _image_urls(agent, "bakery")
-    )
+    assert first == agent.images("acme", [0, 1])
+    second = page.eval_on_selector_all("#second img", "imgs => imgs.map(i => [i.src, i.title])")
+    bakery = agent.posts("bakery")
+    assert [src for src, _ in second] == agent.images("bakery")
+    assert [title for _, title in second] == [p.get("caption", "") for p in bakery]
+    assert second[2][1] == EVIL_CAPTION
+    assert watch.agent_paths("/feed/media") == ["/feed/media?limit=2"]
     watch.load_all_images()
     watch.assert_clean()
 
 
-def test_adapter_with_template_transform_filter_sort_render_and_hooks(page, agent, site, watch):
-    scripts = _scripts(f"{agent.origin}/feed/acme.js", "/instafeed.min.js")
+def test_adapter_with_a_custom_template_transform_filter_sort_render_and_hooks(
+    page, live_agent, watch
+):
+    agent = live_agent
+    scripts = _scripts(f"{agent.url}/feed/acme.js", "/instafeed.min.js")
     setup = """
     window.tags = {};
     new Instafeed({
@@ -284,35 +179,33 @@ def test_adapter_with_template_transform_filter_sort_render_and_hooks(page, agen
         "f.querySelector('img').alt, f.querySelector('img').src])",
     )
     posts = agent.posts("acme")
-    order = [5, 4, 3, 2, 0]  # videos filtered out, oldest first
+    order = [4, 3, 2, 0]  # videos filtered out, oldest first
+    kinds = {"IMAGE": "image", "CAROUSEL_ALBUM": "album"}
     expected = [
-        "#sale today only #image",
-        "Croissants & coffee <3 'fresh' #image",
-        "no caption #image",
-        "Three cakes #album",
-        f"{EVIL_CAPTION} #image",
+        f"{posts[i].get('caption', 'no caption')} #{kinds[posts[i]['media_type']]}" for i in order
     ]
-    assert [f[0] for f in figures] == ["image", "image", "image", "album", "image"]
+    assert [f[0] for f in figures] == ["image", "image", "album", "image"]
     assert [f[1] for f in figures] == expected
     assert [f[2] for f in figures] == expected
-    assert [f[3] for f in figures] == _image_urls(agent, "acme", order)
+    assert [f[3] for f in figures] == agent.images("acme", order)
     # Escaping leaves Instafeed's hashtag extraction as it was.
-    assert page.evaluate(f"window.tags['{posts[5]['id']}']") == ["sale"]
+    assert page.evaluate(f"window.tags['{posts[3]['id']}']") == ["sandbox"]
     # What the hooks get is escaped text, too.
-    assert page.evaluate("window.successData.data.length") == 7
-    assert page.evaluate("window.successData.data[0].caption") == (
+    assert page.evaluate("window.successData.data.length") == len(posts)
+    escaped = (
         EVIL_CAPTION.replace("&", "&amp;")
         .replace("<", "&lt;")
         .replace(">", "&gt;")
         .replace('"', "&quot;")
     )
+    assert page.evaluate("window.successData.data[0].caption") == escaped
     assert page.evaluate("document.querySelector('.rendered').textContent") == EVIL_CAPTION
     watch.load_all_images()
     watch.assert_clean()
 
 
 @pytest.mark.parametrize(
-    "slug, unlisted, expected",
+    ("slug", "unlisted", "expected"),
     [
         ("gone", False, "HTTP 404"),
         ("nosync", False, "HTTP 503"),
@@ -321,10 +214,22 @@ def test_adapter_with_template_transform_filter_sort_render_and_hooks(page, agen
     ids=["404", "503", "unlisted-origin"],
 )
 def test_adapter_reports_the_agents_errors_in_the_console_and_the_error_hook(
-    page, agent, site, other_site, slug, unlisted, expected
+    page, live_agent, site, other_site, slug, unlisted, expected
 ):
+    """An account renamed since the page got its adapter (cached for minutes), one
+    never read yet, a site that is not listed."""
+    agent = live_agent
     watch = Watch(page, agent, other_site if unlisted else site)
-    scripts = _scripts(f"{agent.origin}/feed/{slug}.js", "/instafeed.min.js")
+    adapter = "acme" if slug == "gone" else slug
+    if slug == "gone":
+
+        def renamed_meanwhile(route):
+            response = route.fetch()
+            account_rename(account=InstagramAccount.objects.get(slug="acme"), slug="gone-now")
+            route.fulfill(response=response)
+
+        page.route(f"{agent.url}/feed/acme.js", renamed_meanwhile)
+    scripts = _scripts(f"{agent.url}/feed/{adapter}.js", "/instafeed.min.js")
     setup = "new Instafeed({accessToken: InstagramToken, error: failed}).run();"
     watch.goto("error.html", _adapter_page(scripts, setup))
     until(page, "window.feedErrors.length")
@@ -336,16 +241,18 @@ def test_adapter_reports_the_agents_errors_in_the_console_and_the_error_hook(
     assert len(said) == 1 and expected in said[0]
     assert page.evaluate("document.querySelectorAll('#instafeed *').length") == 0
     if unlisted:
-        # The agent refused the site; the browser would not have let it read the feed.
-        assert ("GET", f"/feed/{slug}/media", other_site.origin) in agent.requests
+        # The page asked; the agent grants that site nothing, so the browser withheld it.
+        assert watch.agent_paths("/feed/acme/media") == ["/feed/acme/media"]
+        assert_no_cors_for(f"{agent.url}/feed/acme/media", other_site.origin)
         assert any("CORS" in e for e in watch.errors())
     watch.assert_clean()
 
 
-def test_adapter_leaves_instafeed_instances_with_a_real_token_alone(page, agent, site, watch):
+def test_adapter_leaves_instafeed_instances_with_a_real_token_alone(page, live_agent, watch):
     """The wrapper acts only on its placeholders: another instance on the page still
     calls Instagram (routed to a failure here), with its own token."""
-    scripts = _scripts(f"{agent.origin}/feed/acme.js", "/instafeed.min.js")
+    agent = live_agent
+    scripts = _scripts(f"{agent.url}/feed/acme.js", "/instafeed.min.js")
     setup = """
     new Instafeed({accessToken: InstagramToken, limit: 1, after: record("agent"),
                    error: failed}).run();
@@ -363,12 +270,13 @@ def test_adapter_leaves_instafeed_instances_with_a_real_token_alone(page, agent,
     watch.assert_clean()
 
 
-def test_adapter_serves_an_amd_loaded_instafeed_through_install(page, agent, site, watch):
+def test_adapter_serves_an_amd_loaded_instafeed_through_install(page, live_agent, watch):
     """A loader keeps Instafeed.js off window: the page hands it to the adapter."""
+    agent = live_agent
     scripts = (
         "<script>window.define = function (factory) { window.Loaded = factory(); };"
         " window.define.amd = true;</script>\n"
-    ) + _scripts("/instafeed.min.js", f"{agent.origin}/feed/acme.js")
+    ) + _scripts("/instafeed.min.js", f"{agent.url}/feed/acme.js")
     setup = """
     window.tokenagentAdapter.install(window.Loaded);
     new Loaded({accessToken: InstagramToken, limit: 2, after: record("after"),
@@ -377,18 +285,18 @@ def test_adapter_serves_an_amd_loaded_instafeed_through_install(page, agent, sit
     _wait_feeds(page, "window.events.length")
     assert page.evaluate("typeof window.Instafeed") == "undefined"
     srcs = page.eval_on_selector_all("#instafeed img", "imgs => imgs.map(i => i.src)")
-    assert srcs == _image_urls(agent, "acme", [0, 1])
+    assert srcs == agent.images("acme", [0, 1])
     watch.load_all_images()
     watch.assert_clean()
 
 
-# --- The embed ---------------------------------------------------------------------------
+# --- The embed ----------------------------------------------------------------------------------
 
 
-def _embed_page(agent: FeedAgent, body: str, script_attrs: str = "") -> str:
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>shop</title></head>
+def _embed_page(agent: Agent, body: str, script_attrs: str = "", head: str = "") -> str:
+    return f"""<!doctype html><html><head><meta charset="utf-8">{head}<title>shop</title></head>
 <body>{body}
-<script src="{agent.origin}/feed/embed.js" async{script_attrs}></script>
+<script src="{agent.url}/feed/embed.js" async{script_attrs}></script>
 </body></html>"""
 
 
@@ -410,7 +318,8 @@ def _wait_ready(page, count: int):
     until(page, f"document.querySelectorAll('.tokenagent-feed--ready').length === {count}")
 
 
-def test_embed_renders_linked_responsive_posts_in_several_containers(page, agent, site, watch):
+def test_embed_renders_linked_responsive_posts_in_several_containers(page, live_agent, watch):
+    agent = live_agent
     body = (
         '<div id="a" data-tokenagent-feed="acme" data-limit="5"></div>'
         '<div id="b" data-tokenagent-feed="bakery"></div>'
@@ -434,16 +343,18 @@ def test_embed_renders_linked_responsive_posts_in_several_containers(page, agent
         assert item["label"] == {"video": "Video", "carousel": "Carousel"}.get(kind)
     assert [i["alt"] for i in items] == [
         EVIL_CAPTION,
-        "Our new oven, in motion",
-        "Three cakes",
+        "Sandbox post 2 by @acme_bakery",
+        "Sandbox post 3 by @acme_bakery",
+        posts[3]["caption"],  # the sandbox's markup caption, as text
         "Instagram post by @acme_bakery",
-        "Croissants & coffee <3 'fresh'",
     ]
-    assert items[3]["height"] == "800"  # the portrait post keeps its own shape
-    assert [i["alt"] for i in _items(page, "#b")] == ["Rye loaf", "Buns", EVIL_CAPTION]
+    assert items[0]["height"] == "1350"  # the portrait post keeps its own shape
+    assert [i["alt"] for i in _items(page, "#b")] == [
+        p.get("caption", "") for p in agent.posts("bakery")
+    ]
     assert len(_items(page, "#d")) == 2  # the default account
-    asked = watch.agent_paths("/feed.json") + watch.agent_paths("/feed/")
-    assert sorted(p for p in asked if not p.startswith("/feed/images/")) == [
+    asked = [p for p in watch.agent_paths("/feed") if not p.startswith("/feed/img/")]
+    assert sorted(asked) == [
         "/feed.json?limit=2",
         "/feed/acme.json?limit=5",
         "/feed/bakery.json",
@@ -474,7 +385,8 @@ def test_embed_renders_linked_responsive_posts_in_several_containers(page, agent
     watch.assert_clean()
 
 
-def test_embed_renders_containers_added_later_and_can_skip_its_stylesheet(page, agent, site, watch):
+def test_embed_renders_containers_added_later_and_can_skip_its_stylesheet(page, live_agent, watch):
+    agent = live_agent
     watch.goto(
         "later.html",
         _embed_page(
@@ -496,38 +408,54 @@ def test_embed_renders_containers_added_later_and_can_skip_its_stylesheet(page, 
         }"""
     )
     _wait_ready(page, 2)
-    assert [i["alt"] for i in _items(page, "#late")] == ["Rye loaf", "Buns"]
+    bakery = agent.posts("bakery")
+    assert [i["alt"] for i in _items(page, "#late")] == [p["caption"] for p in bakery[:2]]
     assert page.evaluate("document.querySelectorAll('link').length") == 0
     assert watch.agent_paths("/feed/embed.css") == []
     watch.load_all_images()
     watch.assert_clean()
 
 
-def test_embed_on_an_unlisted_site_renders_nothing_and_says_why(page, agent, other_site):
+def test_embed_of_a_feed_not_read_yet_keeps_the_sites_content(page, live_agent, watch):
+    agent = live_agent
+    body = '<div id="a" data-tokenagent-feed="nosync"><a href="/ig">Follow us</a></div>'
+    watch.goto("nosync.html", _embed_page(agent, body))
+    until(page, "document.querySelector('.tokenagent-feed--error')")
+    said = [e for e in watch.errors() if e.startswith("tokenagent: ")]
+    assert len(said) == 1 and "HTTP 503" in said[0] and "not read this account" in said[0]
+    assert page.evaluate("document.querySelector('#a').innerHTML") == '<a href="/ig">Follow us</a>'
+    watch.assert_clean()
+
+
+def test_embed_on_an_unlisted_site_renders_nothing_and_says_why(page, live_agent, other_site):
+    agent = live_agent
     watch = Watch(page, agent, other_site)
     body = '<div id="a" data-tokenagent-feed="acme"><a href="/ig">Instagram</a></div>'
     watch.goto("unlisted.html", _embed_page(agent, body))
     until(page, "document.querySelector('.tokenagent-feed--error')")
     said = [e for e in watch.errors() if e.startswith("tokenagent: ")]
     assert len(said) == 1
-    assert f"{agent.origin}/feed/acme.json" in said[0]
+    assert f"{agent.url}/feed/acme.json" in said[0]
     assert "does not allow this site" in said[0] and other_site.origin in said[0]
     # The site's own fallback content stays; nothing of the feed was rendered.
     assert page.evaluate("document.querySelector('#a').innerHTML") == (
         '<a href="/ig">Instagram</a>'
     )
     assert page.evaluate("document.images.length") == 0
-    assert ("GET", "/feed/acme.json", other_site.origin) in agent.requests
+    assert watch.agent_paths("/feed/acme.json") == ["/feed/acme.json"]
+    assert_no_cors_for(f"{agent.url}/feed/acme.json", other_site.origin)
     # No feed JSON reaches the page through CORS, whatever the script.
-    read = page.evaluate(
-        f"""fetch("{agent.origin}/feed/acme.json").then(r => r.text(), e => "blocked: " + e.name)"""
-    )
-    assert read == "blocked: TypeError"
+    for url in ("/feed/acme.json", "/feed/acme/media", "/feed.json"):
+        read = page.evaluate(
+            f"""fetch("{agent.url}{url}").then(r => r.text(), e => "blocked: " + e.name)"""
+        )
+        assert read == "blocked: TypeError", url
     watch.assert_clean()
 
 
-def test_embed_under_a_strict_csp_renders_without_violations(page, agent, site, watch):
-    a = agent.origin
+def test_embed_under_a_strict_csp_renders_without_violations(page, live_agent, watch):
+    agent = live_agent
+    a = agent.url
     csp = f"default-src 'none'; script-src {a}; img-src {a}; connect-src {a}; style-src {a}"
     page.add_init_script(
         "window.violations = [];"
@@ -535,9 +463,11 @@ def test_embed_under_a_strict_csp_renders_without_violations(page, agent, site, 
         "window.violations.push(e.violatedDirective + ' ' + e.blockedURI));"
     )
     body = '<div data-tokenagent-feed="acme"></div><div data-tokenagent-feed="bakery"></div>'
-    watch.goto("csp.html", _embed_page(agent, body), {"Content-Security-Policy": csp})
+    head = f'<meta http-equiv="Content-Security-Policy" content="{csp}">'
+    watch.goto("csp.html", _embed_page(agent, body, head=head))
     _wait_ready(page, 2)
-    assert page.evaluate("document.querySelectorAll('.tokenagent-feed__item').length") == 10
+    count = len(agent.posts("acme")) + len(agent.posts("bakery"))
+    assert page.evaluate("document.querySelectorAll('.tokenagent-feed__item').length") == count
     assert (
         page.evaluate("getComputedStyle(document.querySelector('.tokenagent-feed__grid')).display")
         == "grid"
