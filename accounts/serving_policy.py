@@ -29,8 +29,9 @@ not supported and is ignored.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core import checks
@@ -74,6 +75,22 @@ class Visit:
     # How the browser addressed the agent, scheme://host[:port] (the .js gate lets
     # the agent's own pages in).
     agent_origin: str | None = None
+
+
+def visit_of(
+    meta: Mapping[str, Any], *, method: str, const: str | None, agent_origin: str
+) -> Visit:
+    """The :class:`Visit` of a request from its WSGI environ (a Django request's
+    ``META`` is one): the one reading of a request for the views and the WSGI fast
+    path (``accounts.fastpath``)."""
+    return Visit(
+        method,
+        meta.get("HTTP_ORIGIN"),
+        meta.get("HTTP_REFERER"),
+        meta.get("HTTP_IF_NONE_MATCH"),
+        const,
+        agent_origin,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -241,14 +258,15 @@ def _data_answer(kind: str, visit: Visit, entry: ServedToken | None) -> Answer:
     allow = entry.allow_list()
     if entry.ok:
         variant, content_type, render = _DATA_KINDS[kind]
+        served = entry
         try:
             return conditional(
                 visit,
-                tag=entry.etag(variant),
-                max_age=entry.max_age(),
+                tag=served.etag(variant),
+                max_age=served.max_age(),
                 allow=allow,
                 content_type=content_type,
-                body=lambda: render(entry, entry.token()),
+                body=lambda: render(served, served.token()),
             )
         except crypto.InvalidToken:
             entry = entry.with_state(TOKEN_UNREADABLE)
@@ -290,14 +308,15 @@ def _js_answer(visit: Visit, read: Callable[[], ServedToken | None]) -> Answer:
         body = snippets.js_unusable(name, entry.detail)
         return uncached(visit, allow, body, status=404, content_type=JAVASCRIPT)
     if entry.ok:
+        served = entry
         try:
             return conditional(
                 visit,
-                tag=entry.etag(f"s-{name}"),
-                max_age=entry.max_age(),
+                tag=served.etag(f"s-{name}"),
+                max_age=served.max_age(),
                 allow=allow,
                 content_type=JAVASCRIPT,
-                body=lambda: snippets.js_assign(name, entry.token()),
+                body=lambda: snippets.js_assign(name, served.token()),
             )
         except crypto.InvalidToken:
             entry = entry.with_state(TOKEN_UNREADABLE)
@@ -322,11 +341,11 @@ def check_serving_settings(app_configs=None, **kwargs) -> list[checks.CheckMessa
                 id="tokenagent.W101",
             )
         )
-    problem = snippets.js_identifier_problem(settings.JS_CONSTANT_NAME)
-    if problem:
+    name_problem = snippets.js_identifier_problem(settings.JS_CONSTANT_NAME)
+    if name_problem:
         messages.append(
             checks.Error(
-                f"JS_CONSTANT_NAME cannot be used: {problem}.",
+                f"JS_CONSTANT_NAME cannot be used: {name_problem}.",
                 hint="Use a plain JavaScript identifier such as InstagramToken.",
                 id="tokenagent.E101",
             )

@@ -30,12 +30,9 @@ def _served(slug: str | None) -> serving.ServedToken | None:
 
 
 def _visit(request: HttpRequest) -> serving_policy.Visit:
-    meta = request.META
-    return serving_policy.Visit(
-        method=request.method,
-        origin=meta.get("HTTP_ORIGIN"),
-        referer=meta.get("HTTP_REFERER"),
-        if_none_match=meta.get("HTTP_IF_NONE_MATCH"),
+    return serving_policy.visit_of(
+        request.META,
+        method=request.method or "",
         const=request.GET.get("const"),
         agent_origin=f"{request.scheme}://{request.get_host()}",
     )
@@ -49,7 +46,7 @@ def _response(answer: serving_policy.Answer) -> HttpResponse:
         response[name] = value
     if answer.quiet:
         # Keeps django.request from logging each deliberate refusal or error.
-        response._has_been_logged = True
+        response._has_been_logged = True  # type: ignore[attr-defined]
     return response
 
 
