@@ -46,7 +46,6 @@ logger = logging.getLogger(__name__)
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
-Reader = Callable[[serving_policy.Visit, dict[str, Any]], serving_policy.Answer]
 
 # The middleware list the fast path was checked against, and what each does to a
 # request it answers: runs ``process_response`` to add headers (HEADERS), adds
@@ -67,6 +66,9 @@ MIDDLEWARE = {
     "django.middleware.clickjacking.XFrameOptionsMiddleware": HEADERS,
 }
 FAST_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Requests with longer query strings, Origin and Referer together are answered
+# but not kept (a kept answer's memory is bounded by MEMO_SIZE times this).
+MEMO_KEY_CHARS = 2048
 _MAX_HOSTS = 32
 
 
@@ -74,19 +76,33 @@ class _Miss(Exception):
     """The answer needs what only Django may do (a database read)."""
 
 
-def _cached(slug: str | None) -> serving.ServedToken:
-    entry = serving.cached_token(slug)
+@dataclass(frozen=True)
+class Reader:
+    """How the fast path answers one kind of public read: ``fetch`` reads the served
+    entry for the URL's arguments from the cache (raising ``_Miss`` when only the
+    database knows), ``answer`` is the view's own rule (``(visit, read) -> Answer``,
+    ``read`` returning the entry), and ``stamp`` is what of the entry the answer
+    takes from the clock (the token's max-age): the same request, entry and stamp
+    give the same answer, which is what lets an answer be reused."""
+
+    fetch: Callable[[dict[str, Any]], Any]
+    answer: Callable[[serving_policy.Visit, Callable[[], Any]], serving_policy.Answer]
+    stamp: Callable[[Any], object]
+
+
+def _cached_token(kwargs: dict[str, Any]) -> serving.ServedToken:
+    entry = serving.cached_token(kwargs.get("slug"))
     if entry is None:
         raise _Miss
     return entry
 
 
 def _token_reader(kind: str) -> Reader:
-    def answer(visit: serving_policy.Visit, kwargs: dict[str, Any]) -> serving_policy.Answer:
-        slug = kwargs.get("slug")
-        return serving_policy.token_answer(kind, visit, lambda: _cached(slug))
-
-    return answer
+    return Reader(
+        fetch=_cached_token,
+        answer=lambda visit, read: serving_policy.token_answer(kind, visit, read),
+        stamp=lambda entry: entry.max_age(),
+    )
 
 
 # The views the fast path stands in for, with the same rule each calls.
@@ -258,12 +274,35 @@ class _Config:
         return found
 
 
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """An answer sent, kept for the same request while its entry and stamp hold."""
+
+    reader: Reader
+    kwargs: dict[str, Any]
+    entry: Any  # _UNREAD: the answer did not depend on an entry
+    stamp: object
+    status: str
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+_UNREAD = object()
+
+
 class FastPath:
-    """WSGI middleware: ``FastPath(django_wsgi_handler)``."""
+    """WSGI middleware: ``FastPath(django_wsgi_handler)``.
+
+    An answer is kept (at most ``MEMO_SIZE``, for requests without cookies) under
+    every request value it was computed from; the same request is answered again
+    from it after one cache read that finds the same entry with the same stamp."""
+
+    MEMO_SIZE = 1024
 
     def __init__(self, django: WSGIApp) -> None:
         self.django = django
         self._config: _Config | None = None
+        self._memo: dict[tuple, _Answered] = {}
         _instances.add(self)
 
     def config(self) -> _Config:
@@ -276,24 +315,63 @@ class FastPath:
 
     def reset(self) -> None:
         self._config = None
+        self._memo = {}
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path.startswith("/token") and environ.get("REQUEST_METHOD") in FAST_METHODS:
             try:
-                answered = self._answer(environ, path)
+                answered = self._again(environ, path) or self._answer(environ, path)
             except _Miss:
                 answered = None
             except Exception:
                 logger.exception("token fast path failed; Django answers")
                 answered = None
             if answered is not None:
-                status, headers, body = answered
-                start_response(status, headers)
-                return [body]
+                start_response(answered.status, list(answered.headers))
+                return [answered.body]
         return self.django(environ, start_response)
 
-    def _answer(self, environ: Environ, path: str) -> tuple[str, list, bytes] | None:
+    def _key(self, environ: Environ, path: str) -> tuple | None:
+        """Every request value an answer may depend on, for a request without cookies
+        or a script name (None otherwise: not kept)."""
+        if environ.get("HTTP_COOKIE") or environ.get("SCRIPT_NAME"):
+            return None
+        if "SCRIPT_URL" in environ or "REDIRECT_URL" in environ:
+            return None
+        config = self._config
+        proxy = config.proxy_header if config is not None else None
+        query = environ.get("QUERY_STRING") or ""
+        origin = environ.get("HTTP_ORIGIN") or ""
+        referer = environ.get("HTTP_REFERER") or ""
+        if len(query) + len(origin) + len(referer) > MEMO_KEY_CHARS:
+            return None
+        return (
+            path,
+            environ["REQUEST_METHOD"],
+            environ.get("HTTP_HOST"),
+            environ.get("wsgi.url_scheme"),
+            environ.get(proxy[0]) if proxy else None,
+            query,
+            origin,
+            referer,
+            environ.get("HTTP_IF_NONE_MATCH"),
+        )
+
+    def _again(self, environ: Environ, path: str) -> _Answered | None:
+        key = self._key(environ, path)
+        kept = self._memo.get(key) if key is not None else None
+        if kept is None:
+            return None
+        if kept.entry is not _UNREAD:
+            entry = kept.reader.fetch(kept.kwargs)
+            if entry is not kept.entry and entry != kept.entry:
+                return None
+            if kept.reader.stamp(entry) != kept.stamp:
+                return None
+        return kept
+
+    def _answer(self, environ: Environ, path: str) -> _Answered | None:
         config = self.config()
         if config.problem or environ.get("SCRIPT_NAME") or not path.isascii():
             return None
@@ -332,7 +410,14 @@ class FastPath:
             const=const,
             agent_origin=f"{scheme}://{host}",
         )
-        answer = reader(visit, kwargs)
+        read: list[tuple[Any, object]] = []
+
+        def entry() -> Any:
+            found = reader.fetch(kwargs)
+            read.append((found, reader.stamp(found)))
+            return found
+
+        answer = reader.answer(visit, entry)
         if answer.status >= 400 and not answer.quiet:
             return None  # Django logs it (django.request)
         body = answer.body.encode()
@@ -346,7 +431,16 @@ class FastPath:
         for _, value in headers:
             if not value.isascii() or "\n" in value or "\r" in value:
                 return None
-        return f"{answer.status} {HTTPStatus(answer.status).phrase}", headers, body
+        status = f"{answer.status} {HTTPStatus(answer.status).phrase}"
+        used, stamp = read[0] if read else (_UNREAD, None)
+        answered = _Answered(reader, kwargs, used, stamp, status, headers, body)
+        key = self._key(environ, path)
+        # Kept only if the stamp did not move while the answer was made.
+        if key is not None and len(read) <= 1 and (not read or reader.stamp(used) == stamp):
+            if len(self._memo) >= self.MEMO_SIZE:
+                self._memo = {}
+            self._memo[key] = answered
+        return answered
 
 
 _instances: weakref.WeakSet[FastPath] = weakref.WeakSet()

@@ -239,7 +239,9 @@ def error_body(entry: ServedToken) -> str:
 def token_answer(kind: str, visit: Visit, read: Callable[[], ServedToken | None]) -> Answer:
     """The answer of a token URL: ``kind`` is ``json``, ``plain`` or ``js``; ``read``
     returns the served entry (None while the database is unreachable) and is
-    called at most once, only when the answer depends on it."""
+    called at most once, only when the answer depends on it. The answer depends on
+    the clock only through ``entry.max_age()``: the WSGI fast path reuses an answer
+    while the request, the entry and its max-age are the same (accounts.fastpath)."""
     if visit.method not in READ_METHODS:
         if visit.method != "OPTIONS":
             return not_allowed()
