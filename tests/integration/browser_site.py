@@ -145,8 +145,11 @@ def assert_feed_rendered(page, count: int = 3) -> int:
         timeout=15000,
     )
     assert page.evaluate("window.feedError") is None
+    # The feed's pictures (the sandbox CDN's, or Instagram's routed above), not an
+    # <img src=x> that Instafeed's default template lets a hostile caption inject.
     page.wait_for_function(
-        "Array.from(document.querySelectorAll('#instafeed img'))"
+        "Array.from(document.querySelectorAll("
+        '\'#instafeed img[src*="/sandbox/cdn/"], #instafeed img[src*="cdninstagram"]\'))'
         ".every(img => img.complete && img.naturalWidth > 0)",
         timeout=15000,
     )
