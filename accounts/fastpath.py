@@ -2,20 +2,18 @@
 process's copy, then the shared cache) without Django's request/response stack.
 
 ``tokenagent/wsgi.py`` puts :class:`FastPath` in front of Django's handler. For a
-request it can answer exactly as Django would, it builds the ``Visit``, asks the
-same rule as the view (``serving_policy.token_answer``) and sends the ``Answer``
-with what Django's middleware adds to it (computed once by running that
-middleware's own ``process_response`` on a probe response: X-Frame-Options,
-Content-Length, HSTS, X-Content-Type-Options, Referrer-Policy,
-Cross-Origin-Opener-Policy, a CSP where one applies). Everything else goes to
-Django unchanged: another URL or method, a cache miss (only Django may query the
-database), a Host not in ``ALLOWED_HOSTS``, plain HTTP under
-``SECURE_SSL_REDIRECT``, a session or CSRF cookie (their middleware may answer
-``Set-Cookie``), a ``SCRIPT_NAME``, a non-ASCII path, an answer Django would log,
-and any error. A settings change that could make the two differ (another
-``MIDDLEWARE`` list, a CSP or CORS rule covering these URLs, a URLconf mounting
-them elsewhere) turns the fast path off with a warning; the differential test
-(tests/integration/test_fastpath_differential.py) compares both byte for byte.
+request it can answer exactly as Django would, it reads the ``Visit`` as the view
+does, asks the view's own rule (``serving_policy.token_answer``) and sends the
+``Answer`` with the headers Django's middleware adds (``accounts.fastpath_stack``).
+Everything else goes to Django unchanged: another URL or method, a cache miss
+(only Django may query the database), what ``fastpath_stack`` leaves to Django (a
+Host not in ``ALLOWED_HOSTS``, plain HTTP under ``SECURE_SSL_REDIRECT``, a session
+or CSRF cookie), a ``SCRIPT_NAME``, a non-ASCII path, an answer Django would log,
+and any error. Settings or a URLconf it was not checked against turn it off with
+a warning. An answer is kept for the same request while its entry and max-age
+hold, so a repeated read costs one cache lookup. The differential test
+(tests/accounts/test_fastpath_differential.py) compares it with Django byte for
+byte.
 """
 
 from __future__ import annotations
@@ -28,16 +26,12 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
 
-from django.conf import settings
 from django.core.exceptions import SuspiciousOperation
 from django.core.signals import setting_changed
-from django.http import HttpRequest, HttpResponse, QueryDict
-from django.http.cookie import parse_cookie
-from django.http.request import split_domain_port, validate_host
+from django.http import QueryDict
 from django.urls import URLPattern, converters, get_resolver, reverse
-from django.utils.module_loading import import_string
 
-from accounts import ratelimit, serving_policy
+from accounts import fastpath_stack, ratelimit, serving_policy
 from accounts.selectors import serving
 from accounts.views import public
 
@@ -47,29 +41,12 @@ Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
 WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
-# The middleware list the fast path was checked against, and what each does to a
-# request it answers: runs ``process_response`` to add headers (HEADERS), adds
-# Content-Length (LENGTH), or nothing once the conditions below hold (the cookie,
-# host, scheme and rate-limit checks, the CSP and CORS URL rules).
-HEADERS, LENGTH, NOTHING = "headers", "length", "nothing"
-MIDDLEWARE = {
-    "django.middleware.security.SecurityMiddleware": HEADERS,
-    "whitenoise.middleware.WhiteNoiseMiddleware": NOTHING,
-    "csp.middleware.CSPMiddleware": HEADERS,
-    "accounts.ratelimit.RateLimitMiddleware": NOTHING,
-    "corsheaders.middleware.CorsMiddleware": NOTHING,
-    "django.contrib.sessions.middleware.SessionMiddleware": NOTHING,
-    "django.middleware.common.CommonMiddleware": LENGTH,
-    "django.middleware.csrf.CsrfViewMiddleware": NOTHING,
-    "django.contrib.auth.middleware.AuthenticationMiddleware": NOTHING,
-    "django.contrib.messages.middleware.MessageMiddleware": NOTHING,
-    "django.middleware.clickjacking.XFrameOptionsMiddleware": HEADERS,
-}
 FAST_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# Where the URLs of READERS start (checked against the URLconf).
+PREFIXES = ("/token",)
 # Requests with longer query strings, Origin and Referer together are answered
 # but not kept (a kept answer's memory is bounded by MEMO_SIZE times this).
 MEMO_KEY_CHARS = 2048
-_MAX_HOSTS = 32
 
 
 class _Miss(Exception):
@@ -142,79 +119,25 @@ def _match(routes: tuple[_Route, ...], path: str) -> tuple[_Route, dict[str, Any
     return None
 
 
-class _Probe(HttpRequest):
-    """A request the header-adding middleware can inspect: path and scheme."""
-
-    def __init__(self, path_info: str, secure: bool) -> None:
-        super().__init__()
-        self.path = self.path_info = path_info
-        self._secure = secure
-
-    def is_secure(self) -> bool:
-        return self._secure
-
-
 class _Config:
     """What the fast path derives from settings and the URLconf; rebuilt when a
     setting changes (tests)."""
 
     def __init__(self) -> None:
-        self.problem = self._problem()
-        self.routes = self._routes() if self.problem is None else ()
-        if self.problem is None and not self.routes:
-            self.problem = "the URLconf does not mount the token URLs at /token"
-        header = settings.SECURE_PROXY_SSL_HEADER
-        self.proxy_header: tuple[str, str] | None = tuple(header) if header else None  # type: ignore[assignment]
-        self.redirect = settings.SECURE_SSL_REDIRECT
-        self.allowed_hosts = settings.ALLOWED_HOSTS
-        if settings.DEBUG and not self.allowed_hosts:
-            self.allowed_hosts = [".localhost", "127.0.0.1", "[::1]"]
-        self.cookies = (settings.SESSION_COOKIE_NAME, settings.CSRF_COOKIE_NAME)
-        self.hosts: set[str] = set()
-        self.trailers: dict[tuple[tuple[bool, ...], bool, int], tuple[list, list]] = {}
-        self.csp_prefixes = tuple(
-            tuple((getattr(settings, name, None) or {}).get("EXCLUDE_URL_PREFIXES") or ())
-            for name in ("CONTENT_SECURITY_POLICY", "CONTENT_SECURITY_POLICY_REPORT_ONLY")
+        self.routes, samples = self._routes()
+        self.problem = (
+            fastpath_stack.problem(samples)
+            if self.routes
+            else ("the URLconf does not mount the public reads where accounts.urls puts them")
         )
-        self.header_middleware = {
-            path: import_string(path)(lambda request: None)
-            for path, role in MIDDLEWARE.items()
-            if role == HEADERS
-        }
+        self.stack = fastpath_stack.Stack()
 
     @staticmethod
-    def _problem() -> str | None:
-        """Why the fast path cannot answer as Django would under these settings."""
-        if list(settings.MIDDLEWARE) != list(MIDDLEWARE):
-            return "MIDDLEWARE differs from the list the fast path was checked against"
-        if settings.USE_X_FORWARDED_HOST or settings.FORCE_SCRIPT_NAME is not None:
-            return "USE_X_FORWARDED_HOST or FORCE_SCRIPT_NAME is set"
-        if settings.PREPEND_WWW or settings.DISALLOWED_USER_AGENTS:
-            return "PREPEND_WWW or DISALLOWED_USER_AGENTS is set"
-        if settings.DEFAULT_CHARSET.lower() != "utf-8":
-            return "DEFAULT_CHARSET is not utf-8"
-        if settings.CSRF_USE_SESSIONS:
-            return "CSRF_USE_SESSIONS is set (every request would read the session)"
-        if getattr(settings, "WHITENOISE_ROOT", None):
-            return "WHITENOISE_ROOT is set (it may serve any path)"
-        static = "/" + settings.STATIC_URL.lstrip("/") if settings.STATIC_URL else ""
-        if not static or "/token".startswith(static) or static.startswith("/token"):
-            return "STATIC_URL overlaps the token URLs"
-        if re.match(settings.CORS_URLS_REGEX, "/token") or re.match(
-            settings.CORS_URLS_REGEX, "/token/a.json"
-        ):
-            return "CORS_URLS_REGEX covers the token URLs"
-        from corsheaders.signals import check_request_enabled
-
-        if check_request_enabled.has_listeners():
-            return "a check_request_enabled receiver may turn CORS on for any URL"
-        return None
-
-    @staticmethod
-    def _routes() -> tuple[_Route, ...]:
-        """``accounts.urls``'s patterns in order, provided that Django resolves each
-        URL the fast path reads (reversed by name) to the view the fast path would
-        pick for it: a pattern Django answers that matches first wins there too."""
+    def _routes() -> tuple[tuple[_Route, ...], list[str]]:
+        """``accounts.urls``'s patterns in order and a URL of each one the fast path
+        reads, provided that Django resolves each such URL (reversed by name) to the
+        view the fast path would pick for it: a pattern Django answers that matches
+        first wins there too. Nothing when one does not."""
         from accounts import urls
 
         routes = tuple(
@@ -227,6 +150,7 @@ class _Config:
             for p in urls.urlpatterns
         )
         root = get_resolver()
+        samples = []
         for pattern in urls.urlpatterns:
             if isinstance(pattern, URLPattern) and pattern.callback in READERS:
                 sample = {
@@ -235,43 +159,11 @@ class _Config:
                 path = reverse(f"accounts:{pattern.name}", kwargs=sample)
                 found = _match(routes, path)
                 if found is None or found[0].view is not pattern.callback:
-                    return ()
+                    return (), []
                 if root.resolve(path).func is not pattern.callback:
-                    return ()
-        return routes
-
-    def host_allowed(self, host: str) -> bool:
-        if host in self.hosts:
-            return True
-        domain, _ = split_domain_port(host)
-        if not domain or not validate_host(domain, self.allowed_hosts):
-            return False
-        if len(self.hosts) >= _MAX_HOSTS:
-            self.hosts.clear()
-        self.hosts.add(host)
-        return True
-
-    def trailer(self, path: str, secure: bool, status: int) -> tuple[list, list]:
-        """The headers Django's middleware adds to such an answer, (before, after)
-        Content-Length, found by running the middleware's own ``process_response``
-        on a probe. They depend on the scheme, the status (django-csp skips some
-        under DEBUG) and whether a CSP rule excludes the path, nothing else."""
-        key = (tuple(path.startswith(p) for p in self.csp_prefixes), secure, status)
-        found = self.trailers.get(key)
-        if found is None:
-            request = _Probe(path, secure)
-            response = HttpResponse(status=status)
-            parts: list[list] = [[]]
-            for name in reversed(MIDDLEWARE):
-                role = MIDDLEWARE[name]
-                if role == LENGTH:
-                    parts.append([])
-                elif role == HEADERS:
-                    before = set(response.headers)
-                    response = self.header_middleware[name].process_response(request, response)
-                    parts[-1].extend((k, v) for k, v in response.headers.items() if k not in before)
-            found = self.trailers[key] = (parts[0], parts[1])
-        return found
+                    return (), []
+                samples.append(path)
+        return routes, samples
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +211,7 @@ class FastPath:
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
-        if path.startswith("/token") and environ.get("REQUEST_METHOD") in FAST_METHODS:
+        if path.startswith(PREFIXES) and environ.get("REQUEST_METHOD") in FAST_METHODS:
             try:
                 answered = self._again(environ, path) or self._answer(environ, path)
             except _Miss:
@@ -340,7 +232,7 @@ class FastPath:
         if "SCRIPT_URL" in environ or "REDIRECT_URL" in environ:
             return None
         config = self._config
-        proxy = config.proxy_header if config is not None else None
+        proxy = config.stack.proxy_header if config is not None else None
         query = environ.get("QUERY_STRING") or ""
         origin = environ.get("HTTP_ORIGIN") or ""
         referer = environ.get("HTTP_REFERER") or ""
@@ -383,20 +275,10 @@ class FastPath:
         reader, kwargs = found[0].reader, found[1]
         if reader is None:
             return None
-        cookie = environ.get("HTTP_COOKIE")
-        if cookie and any(name in parse_cookie(cookie) for name in config.cookies):
+        scheme = config.stack.admit(environ)
+        if scheme is None:
             return None
-        host = environ.get("HTTP_HOST")
-        if not host or not config.host_allowed(host):
-            return None
-        scheme = environ.get("wsgi.url_scheme")
-        if config.proxy_header is not None:
-            forwarded = environ.get(config.proxy_header[0])
-            if forwarded is not None:
-                secure = forwarded.split(",", 1)[0].strip() == config.proxy_header[1]
-                scheme = "https" if secure else "http"
-        if scheme not in ("http", "https") or (config.redirect and scheme != "https"):
-            return None
+        host = environ["HTTP_HOST"]
         query = environ.get("QUERY_STRING")
         const = None
         if query:
@@ -423,7 +305,7 @@ class FastPath:
         body = answer.body.encode()
         headers = [("Content-Type", answer.content_type)] if answer.content_type else []
         headers.extend(answer.headers)
-        before, after = config.trailer(path, scheme == "https", answer.status)
+        before, after = config.stack.trailer(path, scheme == "https", answer.status)
         named = {name.lower() for name, _ in headers}
         headers.extend(h for h in before if h[0].lower() not in named)
         headers.append(("Content-Length", str(len(body))))

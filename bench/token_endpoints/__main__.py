@@ -56,17 +56,20 @@ def procfile_web_line() -> str:
     raise SystemExit("Procfile has no web: line")
 
 
-# The candidates, each as a Procfile web line would be written. GUNICORN is the
-# line the agent shipped with before Granian measured better (README "Web server").
+# The candidates, each as a Procfile web line would be written (GUNICORN: the
+# Procfile's; see README "Speed" and bench/token_endpoints/drills.py for the choice).
 GUNICORN = (
     "gunicorn tokenagent.wsgi --config python:tokenagent.gunicorn_config --preload "
     "--worker-class gthread --threads 4 --timeout 25 --graceful-timeout 20 --keep-alive 95 "
     "--max-requests 20000 --max-requests-jitter 2000 "
     "--logger-class tokenagent.gunicorn_logging.RedactingLogger --no-control-socket"
 )
+# Granian with what it offers toward the same guarantees: a bounded graceful stop,
+# crashed workers respawned, idle keep-alive connections held as long as it allows.
 GRANIAN = (
     "granian --interface wsgi --host 0.0.0.0 --port $PORT --workers ${WEB_CONCURRENCY:-2} "
-    "--blocking-threads 4 --no-access-log tokenagent.wsgi:application"
+    "--blocking-threads 4 --no-access-log --workers-kill-timeout 20 --respawn-failed-workers "
+    "--http1-header-read-timeout 60000 tokenagent.wsgi:application"
 )
 BENCH_APP = "bench.token_endpoints.wsgi"
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import pytest
+from django import urls
 from django.core.cache import cache
 from django.core.handlers.wsgi import WSGIHandler
 from django.core.signals import request_finished, request_started
@@ -504,3 +505,20 @@ def test_a_kept_answer_is_not_reused_once_its_entry_its_max_age_or_a_setting_cha
     narrowed = both()
     assert dict(narrowed[1]).get("Access-Control-Allow-Origin") is None
     assert dict(refreshed[1])["Access-Control-Allow-Origin"] == "https://example.com"
+
+
+# A URLconf mounting the agent under a prefix (test_a_urlconf_that_moves_...).
+urlpatterns = [urls.path("agent/", urls.include("accounts.urls"))]
+
+
+def test_a_urlconf_that_moves_the_token_urls_turns_the_fast_path_off(
+    handlers, accounts, settings, caplog
+):
+    settings.ROOT_URLCONF = __name__
+    django, counting, fast = handlers
+    with caplog.at_level(logging.WARNING, logger="accounts.fastpath"):
+        for path in ("/token/acme.json", "/agent/token/acme.json"):
+            got = call(fast, Case("GET", path).build())
+            assert got == call(django, Case("GET", path).build())
+    assert counting.calls == 2
+    assert "token fast path off: the URLconf does not mount" in caplog.text
