@@ -31,8 +31,9 @@ not supported and is ignored.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from django.conf import settings
 from django.core import checks
@@ -79,6 +80,30 @@ class Visit:
     # How the browser addressed the agent, scheme://host[:port] (the .js gate lets
     # the agent's own pages in).
     agent_origin: str | None = None
+
+
+def visit_of(
+    meta: Mapping[str, Any],
+    *,
+    method: str,
+    const: str | None,
+    agent_origin: str,
+    limit: str | None = None,
+    after: str | None = None,
+) -> Visit:
+    """The :class:`Visit` of a request from its WSGI environ (a Django request's
+    ``META`` is one): the one reading of a request for the views and the WSGI fast
+    path (``accounts.fastpath``)."""
+    return Visit(
+        method=method,
+        origin=meta.get("HTTP_ORIGIN"),
+        referer=meta.get("HTTP_REFERER"),
+        if_none_match=meta.get("HTTP_IF_NONE_MATCH"),
+        const=const,
+        limit=limit,
+        after=after,
+        agent_origin=agent_origin,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,7 +274,9 @@ def error_body(entry: ServedToken) -> str:
 def token_answer(kind: str, visit: Visit, read: Callable[[], ServedToken | None]) -> Answer:
     """The answer of a token URL: ``kind`` is ``json``, ``plain`` or ``js``; ``read``
     returns the served entry (None while the database is unreachable) and is
-    called at most once, only when the answer depends on it."""
+    called at most once, only when the answer depends on it. The answer depends on
+    the clock only through ``entry.max_age()``: the WSGI fast path reuses an answer
+    while the request, the entry and its max-age are the same (accounts.fastpath)."""
     if visit.method not in READ_METHODS:
         if visit.method != "OPTIONS":
             return not_allowed()

@@ -26,15 +26,18 @@ def pre_request(worker: Any, req: Any) -> None:
 
 def when_ready(server: Any) -> None:
     """With ``--preload`` the master process holds the loaded app before it forks
-    the workers. Finish loading it (the URLconf and every view it imports would
-    otherwise load on the first request, in each new worker after every
-    ``--max-requests`` restart), then freeze the heap: the garbage collector in a
-    forked worker then leaves those objects alone instead of copying the pages it
-    shares with the master into each worker."""
+    the workers. Finish loading it (the URLconf and every view it imports, and the
+    token fast path's configuration, would otherwise load on the first request, in
+    each new worker after every ``--max-requests`` restart), then freeze the heap:
+    the garbage collector in a forked worker then leaves those objects alone
+    instead of copying the pages it shares with the master into each worker."""
     if not server.cfg.preload_app:
         return
     from django.urls import get_resolver
 
+    from tokenagent.wsgi import application
+
     get_resolver().url_patterns  # noqa: B018 - imports the URLconf and the views
+    application.config()  # the token fast path's routes and checks (accounts/fastpath.py)
     gc.collect()
     gc.freeze()

@@ -265,19 +265,35 @@ def known_slugs() -> frozenset[str]:
     )
 
 
+def cached_token(slug: str | None, *, now: float | None = None) -> ServedToken | None:
+    """What ``/token/<slug>.*`` (or ``/token.*`` for None) serves now, as far as the
+    cache alone can tell (the process's copy, then the shared cache), or None when
+    only the database can (a miss). Never queries the database: the WSGI fast
+    path (``accounts.fastpath``) answers from it and hands a miss to Django."""
+    if slug is not None and len(slug) > MAX_SLUG_LENGTH:
+        return _error(UNKNOWN_ACCOUNT, slug=slug[:MAX_SLUG_LENGTH], account=None)
+    key = token_cache.DEFAULT_KEY if slug is None else token_cache.key_for(slug)
+    entry = token_cache.get(key)
+    if isinstance(entry, ServedToken) and entry.format == FORMAT:
+        if not entry.ok or entry.expires_ts > (time.time() if now is None else now):
+            return entry
+    if slug is not None:
+        slugs = token_cache.get(token_cache.SLUGS_KEY)
+        if isinstance(slugs, frozenset) and slug not in slugs:
+            return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
+    return None
+
+
 def served_token(slug: str | None) -> ServedToken:
     """What ``/token/<slug>.*`` (or ``/token.*`` for None) serves now.
 
     Cache hit: no database query. An unknown name is answered from
     :func:`known_slugs` and nothing is stored for it."""
-    if slug is not None and len(slug) > MAX_SLUG_LENGTH:
-        return _error(UNKNOWN_ACCOUNT, slug=slug[:MAX_SLUG_LENGTH], account=None)
-    key = token_cache.DEFAULT_KEY if slug is None else token_cache.key_for(slug)
     now = time.time()
-    entry = token_cache.get(key)
-    if isinstance(entry, ServedToken) and entry.format == FORMAT:
-        if not entry.ok or entry.expires_ts > now:
-            return entry
+    entry = cached_token(slug, now=now)
+    if entry is not None:
+        return entry
+    key = token_cache.DEFAULT_KEY if slug is None else token_cache.key_for(slug)
     if slug is not None and slug not in known_slugs():
         return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
     return token_cache.fill(

@@ -31,12 +31,9 @@ def _served(slug: str | None) -> serving.ServedToken | None:
 
 def visit_of(request: HttpRequest) -> serving_policy.Visit:
     """What the serving rules read from a request (the feed views use it too)."""
-    meta = request.META
-    return serving_policy.Visit(
+    return serving_policy.visit_of(
+        request.META,
         method=request.method or "GET",
-        origin=meta.get("HTTP_ORIGIN"),
-        referer=meta.get("HTTP_REFERER"),
-        if_none_match=meta.get("HTTP_IF_NONE_MATCH"),
         const=request.GET.get("const"),
         limit=request.GET.get("limit"),
         after=request.GET.get("after"),

@@ -1,7 +1,9 @@
-"""Per-request cost of each endpoint inside one process, no server, no network:
-the WSGI handler with the full middleware stack, best of 5 runs. Run by
-``python -m bench.token_endpoints`` in the benchmark's environment (seeded DB);
-less sensitive to a busy machine than the HTTP figures."""
+"""Per-request cost of each endpoint inside one process, no server, no network,
+best of 5 runs: the benchmark's WSGI application (the agent's fast path in front of
+Django's handler with the full middleware stack), and, for comparison, the same
+token URL through Django's handler alone. Run by ``python -m bench.token_endpoints``
+in the benchmark's environment (seeded DB); less sensitive to a busy machine than
+the HTTP figures."""
 
 import io
 import json
@@ -13,20 +15,21 @@ import django
 
 def main(n: int = 4000) -> None:
     django.setup()
-    from django.core.handlers.wsgi import WSGIHandler
+    from bench.token_endpoints.wsgi import application as app
+    from tokenagent.wsgi import django_application
 
-    app = WSGIHandler()
     seen: dict = {}
 
     def start_response(status, headers, exc_info=None):
         seen["status"] = int(status.split()[0])
         seen["headers"] = dict(headers)
 
-    def call(path: str, **extra) -> None:
+    def call(handler, path: str, **extra) -> None:
         environ = {
             "REQUEST_METHOD": "GET",
             "PATH_INFO": path,
             "QUERY_STRING": "",
+            "SCRIPT_NAME": "",
             "SERVER_NAME": "127.0.0.1",
             "SERVER_PORT": "8000",
             "HTTP_HOST": "127.0.0.1",
@@ -35,25 +38,30 @@ def main(n: int = 4000) -> None:
             "wsgi.input": io.BytesIO(b""),
         }
         environ.update(extra)
-        b"".join(app(environ, start_response))
+        result = handler(environ, start_response)
+        b"".join(result)
+        if hasattr(result, "close"):
+            result.close()
 
-    call("/token/bench.json")
+    call(app, "/token/bench.json")
     etag = seen["headers"]["ETag"]
     endpoints = [
-        ("bare", "/bench/bare.json", {}, 200),
-        ("json", "/token/bench.json", {}, 200),
-        ("js", "/token/bench.js", {}, 200),
-        ("304", "/token/bench.json", {"HTTP_IF_NONE_MATCH": etag}, 304),
+        ("hello", app, "/bench/hello", {}, 200),
+        ("bare", app, "/bench/bare.json", {}, 200),
+        ("django-json", django_application, "/token/bench.json", {}, 200),
+        ("json", app, "/token/bench.json", {}, 200),
+        ("js", app, "/token/bench.js", {}, 200),
+        ("304", app, "/token/bench.json", {"HTTP_IF_NONE_MATCH": etag}, 304),
     ]
-    for _, path, extra, expect in endpoints:
-        call(path, **extra)
+    for _, handler, path, extra, expect in endpoints:
+        call(handler, path, **extra)
         assert seen["status"] == expect, (path, seen["status"])
     best = {name: float("inf") for name, *_ in endpoints}
     for _ in range(5):  # interleaved, best of 5
-        for name, path, extra, _ in endpoints:
+        for name, handler, path, extra, _ in endpoints:
             start = time.perf_counter()
             for _ in range(n // 5):
-                call(path, **extra)
+                call(handler, path, **extra)
             best[name] = min(best[name], (time.perf_counter() - start) / (n // 5) * 1e6)
     json.dump(best, sys.stdout)
 

@@ -1,0 +1,25 @@
+"""The agent's WSGI application (``tokenagent.wsgi``, fast path included) plus
+``/bench/hello``: a raw WSGI hello-world in the same process under the same
+server, the server's ceiling that the benchmark divides every figure by, and
+``/bench/sleep/<seconds>``: a request that holds its thread that long (a slow
+OAuth callback, for the server drills in drills.py)."""
+
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from tokenagent.wsgi import application as agent
+
+HELLO = b"hello"
+HELLO_HEADERS = [("Content-Type", "text/plain"), ("Content-Length", str(len(HELLO)))]
+
+
+def application(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+    if environ.get("PATH_INFO") == "/bench/hello":
+        start_response("200 OK", HELLO_HEADERS)
+        return [HELLO]
+    if environ.get("PATH_INFO", "").startswith("/bench/sleep/"):
+        time.sleep(min(30.0, float(environ["PATH_INFO"].rsplit("/", 1)[1])))
+        start_response("200 OK", HELLO_HEADERS)
+        return [HELLO]
+    return agent(environ, start_response)
