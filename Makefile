@@ -8,7 +8,7 @@ VENV   ?= .venv
 PORT   ?= 8000
 BIN    := $(VENV)/bin
 
-.PHONY: run test install install-dev lint format bench-token bench-refresh bench-load audit clean
+.PHONY: run test install install-dev lint format bench-token bench-refresh bench-load bench-feed audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -68,6 +68,15 @@ bench-refresh: install
 bench-load: install
 	./scripts/install-bench-tools redis-server initdb
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.load $(ARGS)
+
+# Feed sync: the Procfile's worker (beat) on a private PostgreSQL and Redis reads 100
+# accounts x 50 posts from the sandbox Instagram answering after 100 ms, mirroring every
+# picture; prints time, worker CPU and peak memory beside a token-refresh baseline, and
+# the bytes stored. Needs redis-server and initdb (installed if missing; no server need
+# be running). Quick run: make bench-feed ARGS="--accounts 5 --posts 12"
+bench-feed: install
+	./scripts/install-bench-tools redis-server initdb
+	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.feed $(ARGS)
 
 # Known vulnerabilities in the pinned requirements (pip-audit, PyPI's advisory data).
 # --strict: a dependency it cannot look up is an error, so it never passes unchecked.

@@ -1,0 +1,1 @@
+"""Feed sync benchmark (not a test): ``make bench-feed`` or ``python -m bench.feed --help``."""
