@@ -193,6 +193,23 @@ class Drill:
         self.load.phase = "warm-up"
         self.load.start()
         time.sleep(3)
+        # Beat's first ticks also sync every account's feed (mirroring its pictures);
+        # the drills start once those first syncs have run, so that a drill's refreshes
+        # are not queued behind the whole stack's first feed syncs.
+        accounts = sum(len(slugs) for slugs in self.slugs.values())
+        wait_for(
+            lambda: self._feeds_attempted() >= accounts,
+            timeout=240,
+            interval=1,
+            what="every account's first feed sync",
+        )
+
+    def _feeds_attempted(self) -> int:
+        with self.pg.connect() as conn:
+            row = conn.execute(
+                "SELECT count(*) FROM accounts_feedsnapshot WHERE attempted_at IS NOT NULL"
+            ).fetchone()
+        return int(row[0]) if row else 0
 
     def _web_up(self) -> bool:
         if not self.web.running():
