@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from accounts.snippets import INSTAFEED_CDN_DIR
 from accounts.usernames import username_normalise
@@ -243,6 +244,20 @@ CELERY_TASK_TIME_LIMIT = 180  # well below Redis' one-hour visibility timeout
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 20  # Heroku kills 30 s after SIGTERM
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Two queues. Feed syncs (a listing and dozens of pictures each) go to ``feeds``;
+# everything else (token refreshes, beat's tick, alerts) to Celery's default
+# ``celery``. A worker consumes both, taking a message from each in turn, and
+# prefetches one per process (the multiplier above), so a due refresh never waits
+# behind a round of syncs: beat's first tick after a deploy queues every feed at once.
+# Both are declared, so a worker started without ``--queues`` consumes both too
+# (the Procfile names them anyway). tests/integration/test_queues.py checks it.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+FEED_QUEUE = "feeds"
+CELERY_TASK_QUEUES = (
+    Queue(CELERY_TASK_DEFAULT_QUEUE, routing_key=CELERY_TASK_DEFAULT_QUEUE),
+    Queue(FEED_QUEUE, routing_key=FEED_QUEUE),
+)
+CELERY_TASK_ROUTES = {"accounts.tasks.sync_feed": {"queue": FEED_QUEUE}}
 
 
 def _bounded_int(name: str, *, default: int, low: int, high: int, why: str) -> int:
