@@ -16,9 +16,13 @@ tick fans out the work:
 For each phase it prints the wall time (first tick to the last account done), the
 worker's CPU time, and its peak memory (RSS and PSS summed over its process tree),
 each beside the baseline as a ratio; the sandbox's own CPU time (it draws the
-pictures on the same machine); and what the pictures take in the database. Not a
-test: it takes a few minutes and the machine's attention. Needs redis-server and
-PostgreSQL's initdb/pg_ctl (``make bench-feed`` installs them when missing).
+pictures on the same machine); and what the pictures take in the database.
+
+Then the web side (bench/feed/web.py): the Procfile's ``web`` line serving
+``/feed/<account>.json`` and a mirrored picture beside ``/token/<account>.json``,
+req/s and p50/p99 as ratios to the token URL's. Not a test: it takes a few minutes
+and the machine's attention. Needs redis-server, PostgreSQL's initdb/pg_ctl and wrk
+(``make bench-feed`` installs them when missing).
 """
 
 from __future__ import annotations
@@ -38,8 +42,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.feed import web  # noqa: E402
 from harness import procfile_stack as stack  # noqa: E402
-from harness.processes import PrivateRedis, Process, proc_stats, wait_for  # noqa: E402
+from harness.processes import PrivateRedis, Process, free_port, proc_stats, wait_for  # noqa: E402
 
 SIGNING_KEY = "bench-feed-sandbox-signing-key"  # noqa: S105 (throwaway, like its database)
 TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
@@ -165,6 +170,10 @@ def _dead(worker: Process) -> bool:
     return False
 
 
+def _load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+
+
 def _cell(value: float, base: float, unit: str) -> str:
     return f"{value:.1f} {unit} (x{value / base:.2f})" if base else f"{value:.1f} {unit}"
 
@@ -224,7 +233,19 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.1, help="Instagram's answer time (s)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per phase, at most")
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (web)")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved web rounds (median)")
+    parser.add_argument("--connections", type=int, default=50, help="wrk keep-alive connections")
+    parser.add_argument("--rate", type=float, default=200.0, help="fixed-rate requests/s (web)")
+    parser.add_argument(
+        "--rate-duration",
+        type=float,
+        default=5.0,
+        help="seconds per fixed-rate run (0: none)",
+    )
     args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (make bench-feed installs it)")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-feed-"))
     logdir = workdir / "logs"
@@ -247,7 +268,7 @@ def main() -> int:
             var_dir=workdir / "var",
             instagram_url=sandbox.base_url,
             secret_key=secrets.token_urlsafe(50),
-            port=0,
+            port=free_port(),  # the web side's
             REFRESH_TICK_SECONDS=3600,  # only each worker's start-up tick
             FEED_MAX_POSTS=args.posts,
             LOG_LEVEL="WARNING",
@@ -266,9 +287,11 @@ def main() -> int:
         sandbox.control.delay("*", args.delay)
         print(
             f"bench/feed: {args.accounts} accounts x {args.posts} posts, Instagram answering "
-            f"after {args.delay * 1000:.0f} ms, on {os.cpu_count()} CPUs"
+            f"after {args.delay * 1000:.0f} ms, on {os.cpu_count()} CPUs, load average "
+            f"{_load_average()}"
         )
         print(f"  worker: {stack.procfile_lines()['worker']}")
+        print(f"  web: {stack.procfile_lines()['web']}")
 
         def refreshed(total: bool = False) -> int:
             return args.accounts if total else AccessToken.objects.filter(version__gte=2).count()
@@ -302,6 +325,10 @@ def main() -> int:
             _run_phase("re-sync (pictures reused)", env, logdir, sandbox, synced, args.timeout)
         )
         _print(phases)
+        print(f"\nweb side (load average {_load_average()}):", flush=True)
+        rows, peak_pss_mb = web.measure(env, logdir, slug="feed-bench-0000", args=args)
+        web.report(rows, peak_pss_mb, args)
+        print(f"\nload average at the end: {_load_average()}")
     return 0
 
 
