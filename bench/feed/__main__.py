@@ -233,16 +233,7 @@ def main() -> int:
     parser.add_argument("--delay", type=float, default=0.1, help="Instagram's answer time (s)")
     parser.add_argument("--timeout", type=float, default=1800, help="seconds per phase, at most")
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
-    parser.add_argument("--duration", type=int, default=10, help="seconds per wrk run (web)")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved web rounds (median)")
-    parser.add_argument("--connections", type=int, default=50, help="wrk keep-alive connections")
-    parser.add_argument("--rate", type=float, default=200.0, help="fixed-rate requests/s (web)")
-    parser.add_argument(
-        "--rate-duration",
-        type=float,
-        default=5.0,
-        help="seconds per fixed-rate run (0: none)",
-    )
+    web.add_options(parser)
     args = parser.parse_args()
     if not shutil.which("wrk"):
         raise SystemExit("wrk is not installed (make bench-feed installs it)")

@@ -18,6 +18,7 @@ fell behind it). Every figure is printed with its ratio to the token URL's.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 from dataclasses import dataclass
@@ -30,6 +31,20 @@ from harness import procfile_stack as stack
 from harness.processes import HOST, StackError, wait_for
 
 IMAGE_WIDTH = 640  # the width measured when the picture has it (else its first size)
+# The web side's options: name -> (type, default, help).
+OPTIONS = {
+    "--duration": (int, 10, "seconds per wrk run"),
+    "--rounds": (int, 3, "interleaved rounds (the median is reported)"),
+    "--connections": (int, 50, "wrk keep-alive connections"),
+    "--rate": (float, 200.0, "fixed-rate requests/s"),
+    "--rate-duration": (float, 5.0, "seconds per fixed-rate run (0: none)"),
+}
+
+
+def add_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("web side")
+    for name, (kind, default, text) in OPTIONS.items():
+        group.add_argument(name, type=kind, default=default, help=text)
 
 
 @dataclass
