@@ -141,12 +141,7 @@ def _run_phase(
         started = time.monotonic()
         cpu0, sandbox_cpu0 = cpu_seconds(worker.pid), cpu_seconds(sandbox.process.pid or 0)
         target = done(total=True)
-        count = wait_for(
-            lambda: (n := done()) >= target and n or _dead(worker),
-            timeout=timeout,
-            interval=0.5,
-            what=f"{name} of {target} accounts",
-        )
+        count = _wait_done(done, target, worker, stall=timeout, what=name)
         seconds = time.monotonic() - started
         cpu, sandbox_cpu = cpu_seconds(worker.pid), cpu_seconds(sandbox.process.pid or 0)
     finally:
@@ -162,6 +157,20 @@ def _run_phase(
         peak_pss_mb=memory.peak_pss["worker"] / 1024,
         done=count,
     )
+
+
+def _wait_done(done, target: int, worker: Process, *, stall: float, what: str) -> int:
+    """Until ``done()`` reaches ``target``; gives up only when no account was done
+    for ``stall`` seconds (a busy machine only makes a phase longer)."""
+    last, changed = -1, time.monotonic()
+    while (n := done()) < target:
+        _dead(worker)
+        if n != last:
+            last, changed = n, time.monotonic()
+        elif time.monotonic() - changed > stall:
+            raise SystemExit(f"{what}: no account done for {stall:.0f} s ({n} of {target})")
+        time.sleep(0.5)
+    return n
 
 
 def _dead(worker: Process) -> bool:
@@ -231,7 +240,9 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=100)
     parser.add_argument("--posts", type=int, default=50, help="posts per feed (FEED_MAX_POSTS)")
     parser.add_argument("--delay", type=float, default=0.1, help="Instagram's answer time (s)")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per phase, at most")
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds without an account done, at most"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
     web.add_options(parser)
     args = parser.parse_args()
