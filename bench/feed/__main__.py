@@ -201,7 +201,7 @@ def _print(phases: list[Phase]) -> None:
         print(f"{p.name:<32}" + "".join(f"{c:>20}" for c in cells))
     for p in phases:
         print(
-            f"  {p.name}: {p.done} accounts, {p.done / p.seconds:.1f} accounts/s, "
+            f"  {p.name}: {p.done} accounts, {p.done / p.seconds:.2f} accounts/s, "
             f"{1000 * p.worker_cpu / max(1, p.done):.0f} ms worker CPU per account; "
             f"sandbox CPU {p.sandbox_cpu:.1f} s (drawing and serving its pictures)"
         )
