@@ -49,11 +49,13 @@ format: install-dev
 # scripts/install-bench-tools installs from Debian's packages when missing (root or
 # sudo the first time). ARGS="--help" lists each one's options.
 
-# Token endpoints vs a bare Django view under the Procfile's web server. Needs wrk
+# Token endpoints vs a bare Django view under the Procfile's web server (Granian) and
+# gunicorn, the alternative (its pin is in requirements-dev.txt). Needs wrk
 # (installed if missing); Redis figures too when it answers on 127.0.0.1:6379.
 # Quick run: make bench-token ARGS="--servers procfile --caches file --rounds 1 --duration 2 --rate-duration 2"
 bench-token: install
 	./scripts/install-bench-tools wrk
+	$(BIN)/pip install -q "$$(grep '^gunicorn==' requirements-dev.txt | cut -d' ' -f1)"
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.token_endpoints $(ARGS)
 
 # 10,000 due accounts, Instagram answering after 100 ms, one Celery worker (threads
