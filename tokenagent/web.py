@@ -34,7 +34,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 BLOCKING_THREADS = 4
-KEEP_ALIVE_SECONDS = 95
+KEEP_ALIVE_SECONDS = 100
 STOP_SECONDS = 20
 MAX_RSS_MB = 200
 

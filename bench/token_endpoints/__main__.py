@@ -59,7 +59,7 @@ def procfile_web_line() -> str:
 # The candidates, each as a Procfile web line would be written: Granian through
 # tokenagent/web.py (where its settings live), and gunicorn gthread as the Procfile
 # ran it until Granian measured faster (its hooks in bench/token_endpoints/
-# gunicorn_config.py). docs/SECURITY.md ("Load") has the figures and the choice.
+# gunicorn_config.py). docs/SECURITY.md ("Fault drills and load") has the figures and the choice.
 GRANIAN = "python -m tokenagent.web tokenagent.wsgi:application"
 GUNICORN = (
     "gunicorn tokenagent.wsgi --config python:bench.token_endpoints.gunicorn_config --preload "
