@@ -150,7 +150,7 @@ def report(rows: list[Row], peak_pss_mb: float, args) -> None:
     print()
     print(
         f"{'web (Procfile)':<16}{'bytes':>8}{'req/s':>16}{'p50 ms':>16}{'p99 ms':>16}"
-        + (f"{rate + ' sent/s':>15}{rate + ' p50':>18}{rate + ' p99':>18}" if base.fixed else "")
+        + (f"{rate + ' sent/s':>15}{rate + ' p50':>20}{rate + ' p99':>20}" if base.fixed else "")
         + f"{'non-2xx':>9}"
     )
     for row in rows:
@@ -163,8 +163,8 @@ def report(rows: list[Row], peak_pss_mb: float, args) -> None:
         if row.fixed and base.fixed:
             f, b = row.fixed, base.fixed
             line += f"{f.achieved_rate:>15.0f}"
-            line += f"{f'{f.p50_ms:.2f} ({_ratio(f.p50_ms, b.p50_ms)})':>18}"
-            line += f"{f'{f.p99_ms:.2f} ({_ratio(f.p99_ms, b.p99_ms)})':>18}"
+            line += f"{f'{f.p50_ms:.2f} ({_ratio(f.p50_ms, b.p50_ms)})':>20}"
+            line += f"{f'{f.p99_ms:.2f} ({_ratio(f.p99_ms, b.p99_ms)})':>20}"
         errors = row.non_2xx + (row.fixed.errors if row.fixed else 0)
         print(line + f"{errors:>9}")
     print(
