@@ -8,7 +8,7 @@ VENV   ?= .venv
 PORT   ?= 8000
 BIN    := $(VENV)/bin
 
-.PHONY: run test install install-dev lint typecheck format bench-token bench-refresh bench-load bench-feed audit clean
+.PHONY: run test install install-dev lint typecheck format layout bench-token bench-refresh bench-load bench-feed audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ typecheck: install-dev
 
 format: install-dev
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+# The code's layout, one line per module: name, lines, the docstring's first sentence.
+layout:
+	$(PYTHON) scripts/layout
 
 # The benchmarks need only the runtime requirements (their process plumbing is in
 # harness/, not in tests/) and a few system programs, which
