@@ -1,5 +1,5 @@
-"""The Django project: settings, URLs, WSGI, the Celery app and the gunicorn and
-logging configuration. Importing it loads the Celery app, so @shared_task binds to it."""
+"""The Django project: settings, URLs, WSGI, the web process (Granian), the Celery
+app and the log format. Importing it loads the Celery app, so @shared_task binds to it."""
 
 from .celery import app as celery_app
 
