@@ -102,6 +102,7 @@ def seed(count: int, *, feeds_due: bool) -> None:
     from accounts import crypto
     from accounts.models import (
         AccessToken,
+        FeedImage,
         FeedSnapshot,
         InstagramAccount,
         RefreshAttempt,
@@ -112,7 +113,8 @@ def seed(count: int, *, feeds_due: bool) -> None:
     RefreshAttempt.objects.all().delete()
     RefresherHeartbeat.objects.all().delete()
     AccessToken.objects.all().delete()
-    InstagramAccount.objects.all().delete()
+    InstagramAccount.objects.all().delete()  # and their snapshots and picture uses
+    FeedImage.objects.all().delete()  # pictures a --feeds due run mirrored
     now = timezone.now()
     accounts = InstagramAccount.objects.bulk_create(
         [
