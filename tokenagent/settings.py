@@ -258,6 +258,11 @@ CELERY_TASK_QUEUES = (
     Queue(FEED_QUEUE, routing_key=FEED_QUEUE),
 )
 CELERY_TASK_ROUTES = {"accounts.tasks.sync_feed": {"queue": FEED_QUEUE}}
+# Celery's Django fixup closes every database connection before and after each task
+# unless this is set; then only once per this many tasks (per process). Connections
+# are kept like a web thread's instead (tokenagent/celery.py: CONN_MAX_AGE, health
+# checks, a failed one closed after its task).
+CELERY_DB_REUSE_MAX = 10_000
 
 
 def _bounded_int(name: str, *, default: int, low: int, high: int, why: str) -> int:
