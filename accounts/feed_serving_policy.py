@@ -33,8 +33,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils import timezone
+from django.utils.encoding import iri_to_uri
 
 from accounts import cors, feed_policy, snippets
+from accounts.compression import gzipped
 from accounts.selectors.feed import IMAGE_NAME, feed_graph_media, feed_payload
 from accounts.selectors.served_feed import NOT_READY, ServedFeed
 from accounts.serving_policy import (
@@ -158,19 +160,44 @@ def _body(
     return json.dumps(data)
 
 
+def clock_stamp(entry: ServedFeed | None, *, now: datetime | None = None) -> object:
+    """What of ``entry`` a feed answer takes from the clock (its max-age and whether
+    it is stale): the same request and entry with the same stamp get the same
+    answer, which lets the fast path reuse one. Both only move one way in time."""
+    if entry is None or not entry.ok:
+        return None
+    now = now or timezone.now()
+    return (entry.max_age(now=now), entry.stale(now=now))
+
+
 def feed_answer(
+    kind: str,
+    visit: Visit,
+    read: Callable[[], ServedFeed | None],
+    *,
+    path: str,
+    now: datetime | None = None,
+) -> Answer:
+    """The answer of a feed URL (gzipped as ``accounts.compression`` says): ``kind``
+    is ``json`` or ``media``; ``read`` returns the served entry (None while the
+    database is unreachable), called at most once; ``path`` is the URL's path
+    (``paging.next``; the image URLs are on the agent's origin as the browser named
+    it, ``visit.agent_origin``)."""
+    base_url = iri_to_uri(f"{visit.agent_origin}/")
+    page_url = iri_to_uri(f"{visit.agent_origin}{path}")
+    answer = _feed_answer(kind, visit, read, base_url=base_url, page_url=page_url, now=now)
+    return gzipped(visit, answer)
+
+
+def _feed_answer(
     kind: str,
     visit: Visit,
     read: Callable[[], ServedFeed | None],
     *,
     base_url: str,
     page_url: str,
-    now: datetime | None = None,
+    now: datetime | None,
 ) -> Answer:
-    """The answer of a feed URL: ``kind`` is ``json`` or ``media``; ``read`` returns
-    the served entry (None while the database is unreachable), called at most once.
-    ``base_url`` is the agent's origin as the browser named it (image URLs),
-    ``page_url`` the absolute URL of this path (``paging.next``)."""
     if visit.method not in READ_METHODS:
         if visit.method != "OPTIONS":
             return not_allowed()
@@ -243,7 +270,17 @@ def adapter_answer(
     """``read`` returns the served entry (None: the database is unreachable); only
     whether the account exists matters. The global's name is checked as for
     ``/token/<account>.js`` (``?const=``, else ``JS_CONSTANT_NAME``); refusals are
-    harmless JavaScript that logs why."""
+    harmless JavaScript that logs why. Gzipped as ``accounts.compression`` says."""
+    return gzipped(visit, _adapter_answer(visit, read, media_url=media_url, adapter=adapter))
+
+
+def _adapter_answer(
+    visit: Visit,
+    read: Callable[[], ServedFeed | None],
+    *,
+    media_url: str,
+    adapter: StaticFile,
+) -> Answer:
     if visit.method not in READ_METHODS:
         if visit.method != "OPTIONS":
             return not_allowed()
@@ -272,6 +309,11 @@ def adapter_answer(
 
 
 def static_answer(visit: Visit, file: StaticFile) -> Answer:
+    """Gzipped as ``accounts.compression`` says."""
+    return gzipped(visit, _static_answer(visit, file))
+
+
+def _static_answer(visit: Visit, file: StaticFile) -> Answer:
     if visit.method not in READ_METHODS:
         if visit.method != "OPTIONS":
             return not_allowed()

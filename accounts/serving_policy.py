@@ -77,6 +77,8 @@ class Visit:
     # ?limit= and ?after= on the feed URLs (None: not given).
     limit: str | None = None
     after: str | None = None
+    # Accept-Encoding (the feed's answers are gzipped for browsers that ask).
+    accept_encoding: str | None = None
     # How the browser addressed the agent, scheme://host[:port] (the .js gate lets
     # the agent's own pages in).
     agent_origin: str | None = None
@@ -99,6 +101,7 @@ def visit_of(
         origin=meta.get("HTTP_ORIGIN"),
         referer=meta.get("HTTP_REFERER"),
         if_none_match=meta.get("HTTP_IF_NONE_MATCH"),
+        accept_encoding=meta.get("HTTP_ACCEPT_ENCODING"),
         const=const,
         limit=limit,
         after=after,

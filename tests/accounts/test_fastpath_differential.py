@@ -317,13 +317,16 @@ def etags_of(django) -> dict[str, str]:
     return tags
 
 
-def differences(django, counting, fast, cases: list[Case]) -> tuple[list, int]:
+def differences(
+    django, counting, fast, cases: list[Case], *, paths=PATHS, forget=forget_served
+) -> tuple[list, int]:
     """(cases where the two differ, how many the fast path answered itself).
 
     Warm (every served copy filled first, as Django's first reads leave them), the
     fast path must answer each case marked ``fast`` and no other. Cold (before each
     request of each path), it may answer only what needs no served copy (a name too
-    long to be an account's): the plain cases of each URL and method run cold too."""
+    long to be an account's): the plain cases of each URL and method run cold too.
+    ``paths`` are read first to warm the served copies, ``forget`` empties them."""
     different: list[tuple] = []
     answered = 0
 
@@ -335,7 +338,7 @@ def differences(django, counting, fast, cases: list[Case]) -> tuple[list, int]:
         again = call(fast, case.build()) if warm else got
         handed = counting.calls - before
         if not warm:
-            forget_served()
+            forget()
         expected = call(django, case.build())
         if got != expected or again != expected:
             different.append((case, warm, got if got != expected else again, expected))
@@ -345,10 +348,10 @@ def differences(django, counting, fast, cases: list[Case]) -> tuple[list, int]:
 
     for case in cases:
         if not (case.headers or case.query or case.environ):
-            forget_served()
+            forget()
             compare(case, warm=False)
-    forget_served()
-    for path in PATHS:
+    forget()
+    for path in paths:
         call(django, Case("GET", path).build())
     for case in cases:
         compare(case, warm=True)

@@ -1,0 +1,370 @@
+"""The WSGI fast path (accounts/fastpath.py) against Django on the feed URLs: for a
+table of requests (``/feed/<account>.json``, ``/feed.json``, ``/feed/<account>/media``,
+``/feed/media`` and the mirrored pictures; GET, HEAD, OPTIONS and write methods;
+Origin, Referer, If-None-Match and Accept-Encoding variants; hostile ``limit``,
+``after``, paths and account names; unknown, feed-only, stale, never-synced and
+disconnected accounts; known, unknown and malformed picture names) both give the
+same status, headers and body, byte for byte (gzip included), with the cache cold
+and warm, ALLOWED_DOMAINS set and unset.
+
+As in test_fastpath_differential.py (whose machinery this uses), every case says
+whether the fast path must answer it itself when the cache is warm, and the
+requests reaching Django are counted. Feeds are read by the real feed_sync from the
+sandbox Instagram on the live server (tests/feed_support.py)."""
+
+from __future__ import annotations
+
+import gzip
+import logging
+from datetime import UTC, datetime, timedelta
+from types import SimpleNamespace
+
+import pytest
+from django.core.cache import cache
+from django.utils import timezone
+
+from accounts import token_cache
+from accounts.models import FeedSnapshot, InstagramAccount
+from tests.accounts.test_fastpath_differential import (
+    ORIGINS,
+    REFERERS,
+    Case,
+    call,
+    clock,  # noqa: F401 (fixture)
+    differences,
+    handlers,  # noqa: F401 (fixture)
+    report,
+)
+from tests.factories import make_account
+from tests.feed_support import connect, synced
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+SLUGS = ("acme", "narrow", "gone", "failing", "solo", "fresh", "off", "nobody", "x" * 300)
+PATHS = ["/feed.json", "/feed/media"] + [
+    p for s in SLUGS for p in (f"/feed/{s}.json", f"/feed/{s}/media")
+]
+VARIANT_PATHS = ["/feed.json", "/feed/acme/media", "/feed/narrow.json", "/feed/nobody.json"]
+ENCODINGS = ["gzip", "gzip, deflate, br", "br", "identity", "GZIP", "x-gzip", "gzip;q=0"]
+
+
+@pytest.fixture
+def feed_clock(clock, monkeypatch):  # noqa: F811
+    """The feed's clock (max-age counts down, staleness sets in) is the test's."""
+    now = SimpleNamespace(now=lambda: datetime.fromtimestamp(clock.now, UTC))
+    monkeypatch.setattr("accounts.feed_serving_policy.timezone", now)
+    return clock
+
+
+@pytest.fixture
+def feeds(feed_sandbox, settings):
+    """Every state a feed URL serves; returns the URLs of acme's pictures and its
+    post ids."""
+    acme, _ = synced(feed_sandbox, slug="acme", username="acme_bakery", is_default=True)
+    synced(
+        feed_sandbox,
+        slug="narrow",
+        username="narrow_bakery",
+        posts=2,
+        allowed_domains="https://shop.example.com example.com",
+    )
+    gone, _ = synced(feed_sandbox, slug="gone", username="gone_bakery", posts=1)
+    gone.status = InstagramAccount.Status.NEEDS_RECONNECT
+    gone.save()
+    failing, _ = synced(feed_sandbox, slug="failing", username="failing_bakery", posts=1)
+    snapshot = FeedSnapshot.objects.get(account=failing)
+    snapshot.last_error_at = timezone.now() + timedelta(seconds=1)
+    snapshot.save()
+    synced(feed_sandbox, slug="solo", username="solo_bakery", posts=2, feed_only=True)
+    connect(feed_sandbox, slug="fresh", username="fresh_bakery")
+    make_account(slug="off", username="off_bakery", status=InstagramAccount.Status.DISCONNECTED)
+    posts = FeedSnapshot.objects.get(account=acme).posts
+    sizes = [s for p in posts for s in p["image"]["sizes"]]
+    pictures = [f"/feed/img/{s['sha256']}-{s['width']}.jpg" for s in sizes[:2]]
+    return pictures, [p["id"] for p in posts], sizes[0]
+
+
+def forget_feeds() -> None:
+    keys = [token_cache.FEED_DEFAULT_KEY, token_cache.SLUGS_KEY]
+    keys += [token_cache.feed_key_for(s) for s in SLUGS]
+    cache.delete_many(keys)
+    token_cache.clear_local()
+
+
+def tags_of(django, paths: list[str]) -> dict[str, str]:
+    tags = {}
+    for path in paths:
+        _, headers, _ = call(django, Case("GET", path).build())
+        tag = dict(headers).get("ETag")
+        if tag:
+            tags[path] = tag
+    return tags
+
+
+def table(django, pictures: list[str], ids: list[str], size: dict) -> list[Case]:
+    cases: list[Case] = []
+    tags = tags_of(django, PATHS)
+    for path in PATHS:
+        for method in ("GET", "HEAD", "OPTIONS"):
+            cases.append(Case(method, path))
+        for method in ("POST", "PUT", "DELETE", "PATCH", "get", "TRACE"):
+            cases.append(Case(method, path, fast=False))
+        for encoding in ENCODINGS if path in VARIANT_PATHS else ENCODINGS[:1]:
+            cases.append(Case("GET", path, headers={"Accept-Encoding": encoding}))
+        for origin in ORIGINS[1:] if path in VARIANT_PATHS else ORIGINS[1:3]:
+            cases.append(Case("GET", path, headers={"Origin": origin}))
+            cases.append(Case("OPTIONS", path, headers={"Origin": origin}))
+            cases.append(Case("GET", path, headers={"Origin": origin, "Accept-Encoding": "gzip"}))
+        for referer in REFERERS[1:] if path in VARIANT_PATHS else REFERERS[1:2]:
+            cases.append(Case("GET", path, headers={"Referer": referer}))
+        tag = tags.get(path)
+        if tag:
+            for value in (tag, f"W/{tag}", f'"nope", {tag}', "*", '"nope"', tag[:-2] + '"'):
+                cases.append(Case("GET", path, headers={"If-None-Match": value}))
+                cases.append(Case("HEAD", path, headers={"If-None-Match": value}))
+                cases.append(
+                    Case("GET", path, headers={"If-None-Match": value, "Accept-Encoding": "gzip"})
+                )
+    queries = [
+        "limit=1",
+        "limit=2",
+        "limit=50",
+        "limit=100",
+        "limit=101",
+        "limit=999999",
+        "limit=9999999",
+        "limit=0",
+        "limit=-1",
+        "limit=01",
+        "limit=1.5",
+        "limit=%31",
+        "limit=",
+        "limit=abc",
+        "limit=%F0%9F%98%80",
+        "limit=1&limit=3",
+        "limit=" + "9" * 500,
+        f"after={ids[0]}",
+        f"after={ids[1]}&limit=2",
+        f"after={ids[-1]}",
+        "after=17800000000000000",
+        "after=",
+        "after=!!",
+        "after=" + "a" * 65,
+        "after=%3Cscript%3E",
+        "v=123&_=456",
+        "const=<x>",
+        "%ZZ=%",
+        "callback=evil",
+    ]
+    for query in queries:
+        for path in ("/feed/acme.json", "/feed/acme/media", "/feed/media", "/feed/nobody.json"):
+            cases.append(Case("GET", path, query=query))
+        cases.append(
+            Case("GET", "/feed/acme/media", query=query, headers={"Accept-Encoding": "gzip"})
+        )
+        cases.append(Case("GET", "/feed/fresh.json", query=query))
+    many = "&".join(f"f{i}=1" for i in range(1200))
+    cases.append(Case("GET", "/feed/acme.json", query=many, fast=False))
+    for path in ("/feed/acme.json", "/feed/acme/media", pictures[0]):
+        cases += [
+            # Secure behind the proxy: HSTS, and https image URLs in the body.
+            Case("GET", path, headers={"X-Forwarded-Proto": "https"}, fast=path != pictures[0]),
+            Case("GET", path, headers={"X-Forwarded-Proto": "http"}, fast=path != pictures[0]),
+            Case("GET", path, environ={"wsgi.url_scheme": "https"}, fast=path != pictures[0]),
+            # The image URLs and paging.next follow the Host the browser named.
+            Case("GET", path, headers={"Host": "localhost"}, fast=path != pictures[0]),
+            Case("GET", path, headers={"Host": "LOCALHOST:8000"}, fast=path != pictures[0]),
+            Case("GET", path, headers={"Cookie": "sessionid=abc"}, fast=False),
+            Case("GET", path, headers={"Cookie": "csrftoken=short"}, fast=False),
+            Case("GET", path, headers={"Cookie": "_ga=GA1.2.3"}, fast=path != pictures[0]),
+            Case("GET", path, headers={"Host": "evil.test"}, fast=False),
+            Case("GET", path, headers={"Host": None}, fast=False),
+            Case("GET", path, environ={"SCRIPT_NAME": "/agent"}, fast=False),
+        ]
+    # Pictures: a revalidation needs no bytes (the fast path answers it); the bytes
+    # are a database read (Django's).
+    sha, width = size["sha256"], size["width"]
+    for path in pictures:
+        tag = f'"{path.rsplit("/", 1)[1].split("-")[0]}"'
+        for method in ("GET", "HEAD"):
+            cases.append(Case(method, path, fast=False))
+            cases.append(Case(method, path, headers={"Accept-Encoding": "gzip"}, fast=False))
+            for value in (tag, f"W/{tag}", f'"nope", {tag}', "*"):
+                cases.append(Case(method, path, headers={"If-None-Match": value}))
+            cases.append(Case(method, path, headers={"If-None-Match": '"nope"'}, fast=False))
+        cases.append(Case("OPTIONS", path))
+        cases.append(Case("OPTIONS", path, headers={"Origin": "https://evil.test"}))
+        cases.append(Case("GET", path, headers={"Origin": "https://evil.test"}, fast=False))
+        for method in ("POST", "PUT", "DELETE"):
+            cases.append(Case(method, path, fast=False))
+    for name, fast in (
+        (f"{'0' * 64}-320.jpg", False),  # well formed, not stored: a database read
+        (f"{sha}-{width + 1}.jpg", False),  # not its width
+        (f"{sha}.jpg", True),
+        (f"{sha}-0.jpg", True),
+        (f"{sha}-{width}.png", True),
+        (f"{sha.upper()}-{width}.jpg", True),
+        (f"{sha[:-1]}-{width}.jpg", True),
+        (f"{sha}-{width}.jpg.jpg", True),
+        ("%3Cscript%3E.jpg", True),
+        ("a" * 5000, True),
+        ("..", True),
+    ):
+        cases.append(Case("GET", f"/feed/img/{name}", fast=fast))
+        cases.append(Case("HEAD", f"/feed/img/{name}", fast=fast))
+        # A 304 for a well-formed name needs no read, stored or not (as in Django).
+        cases.append(Case("GET", f"/feed/img/{name}", headers={"If-None-Match": "*"}))
+    for path, fast in (
+        ("/feed/", False),
+        ("/feed", False),
+        ("/feeds.json", False),
+        ("/feed/acme.json/", False),
+        ("/feed/acme/media/", False),
+        ("/feed/acme.JSON", False),
+        ("/feed/ACME.json", True),  # slugs are case-sensitive: an unknown account
+        ("/feed/a/b.json", False),
+        ("/feed/%E2%82%AC.json", False),
+        ("/feed/\xe2\x82\xac.json", False),
+        ("/feed/embed.json", True),
+        ("/feed/img.json", True),
+        ("/feed/img/", False),
+        (f"/feed/img/{sha}-{width}.jpg/", False),
+        ("/feed/media.json", True),
+        ("/feed/acme.json\n", False),
+        ("/feed.json/", False),
+        ("/feed/embed.js", False),
+        ("/feed/acme.js", False),
+    ):
+        cases.append(Case("GET", path, fast=fast))
+    return cases
+
+
+@pytest.mark.parametrize(
+    ("allowed_domains", "local_seconds"),
+    [("", 0), ("example.com, *.example.org http://localhost:8080", 60)],
+    ids=["unrestricted-shared-cache", "restricted-process-copy"],
+)
+def test_the_fast_path_answers_the_feed_exactly_as_django(
+    handlers,  # noqa: F811
+    feed_clock,
+    feeds,
+    settings,
+    allowed_domains,
+    local_seconds,
+):
+    settings.ALLOWED_DOMAINS = allowed_domains
+    settings.TOKEN_CACHE_LOCAL_SECONDS = local_seconds
+    django, counting, fast = handlers
+    pictures, ids, size = feeds
+    cases = table(django, pictures, ids, size)
+    different, answered = differences(
+        django, counting, fast, cases, paths=PATHS, forget=forget_feeds
+    )
+    assert not different, report(different)
+    assert answered >= sum(case.fast for case in cases) > 800
+
+
+def test_the_feed_fast_path_agrees_under_the_production_security_settings(
+    handlers,  # noqa: F811
+    feed_clock,
+    feeds,
+    settings,
+):
+    settings.SECURE_SSL_REDIRECT = True
+    settings.SECURE_HSTS_SECONDS = 31536000
+    settings.ALLOWED_DOMAINS = "example.com"
+    django, counting, fast = handlers
+    pictures, _, _ = feeds
+    secure = {"X-Forwarded-Proto": "https"}
+    cases = []
+    for path in [*PATHS, *pictures]:
+        picture = path in pictures
+        cases.append(Case("GET", path, fast=False))  # 301 to https
+        cases.append(Case("GET", path, headers=secure, fast=not picture))
+        cases.append(
+            Case("GET", path, headers={**secure, "Accept-Encoding": "gzip"}, fast=not picture)
+        )
+        cases.append(Case("OPTIONS", path, headers={**secure, "Origin": "https://example.com"}))
+        cases.append(Case("POST", path, headers=secure, fast=False))
+    different, _ = differences(django, counting, fast, cases, paths=PATHS, forget=forget_feeds)
+    assert not different, report(different)
+    _, headers, body = call(fast, Case("GET", "/feed/acme.json", headers=secure).build())
+    assert dict(headers)["Strict-Transport-Security"].startswith("max-age=31536000")
+    assert b'"url": "https://127.0.0.1:8000/feed/img/' in body
+
+
+def test_a_warm_feed_read_is_answered_without_django_and_gzipped_alike(
+    handlers,  # noqa: F811
+    feed_clock,
+    feeds,
+    django_assert_num_queries,
+):
+    django, counting, fast = handlers
+    forget_feeds()
+    request = Case("GET", "/feed/acme.json", headers={"Accept-Encoding": "gzip, br"})
+    call(fast, request.build())
+    assert counting.calls == 1  # a miss: Django built the entry
+    with django_assert_num_queries(0):
+        status, headers, body = call(fast, request.build())
+    assert status == "200 OK" and counting.calls == 1
+    found = dict(headers)
+    assert found["Content-Encoding"] == "gzip" and found["ETag"].startswith('W/"')
+    assert found["Vary"] == "Origin, Accept-Encoding"
+    assert found["Content-Length"] == str(len(body))
+    _, _, plain = call(django, Case("GET", "/feed/acme.json").build())
+    assert gzip.decompress(body) == plain
+
+
+def test_a_kept_feed_answer_follows_the_clock_and_a_sync(
+    handlers,  # noqa: F811
+    feed_clock,
+    feeds,
+    feed_sandbox,
+):
+    django, counting, fast = handlers
+    forget_feeds()
+    request = Case("GET", "/feed/acme.json")
+
+    def both() -> tuple:
+        got = call(fast, request.build())
+        assert got == call(django, request.build())
+        return got
+
+    first = both()
+    calls = counting.calls
+    assert both() == first and counting.calls == calls
+    feed_clock.now += 5  # max-age counts down: not the kept answer
+    later = both()
+    assert counting.calls == calls
+    assert dict(later[1])["Cache-Control"] != dict(first[1])["Cache-Control"]
+    feed_clock.now += 3 * 3600  # the syncs stopped: stale, cached a minute
+    stale = both()
+    assert b'"stale": true' in stale[2] and b'"stale": false' in first[2]
+    assert dict(stale[1])["Cache-Control"] == "public, max-age=60"
+    snapshot = FeedSnapshot.objects.get(account__slug="acme")
+    snapshot.posts = snapshot.posts[:1]
+    snapshot.save()  # the write drops the served copy
+    fewer = both()
+    assert counting.calls == calls + 1  # a miss: Django rebuilt it
+    assert fewer[2].count(b'"media_type"') < first[2].count(b'"media_type"')
+
+
+def test_a_broken_feed_rule_is_logged_and_django_answers(
+    handlers,  # noqa: F811
+    feed_clock,
+    feeds,
+    monkeypatch,
+    caplog,
+):
+    django, counting, fast = handlers
+    call(django, Case("GET", "/feed/acme.json").build())
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr("accounts.feed_serving_policy.feed_answer", broken)
+    with caplog.at_level(logging.ERROR, logger="accounts.fastpath"):
+        status, _, _ = call(fast, Case("GET", "/feed/acme.json").build())
+    assert counting.calls == 1
+    assert "fast path failed" in caplog.text
+    assert status == "500 Internal Server Error"  # the view calls the same rule
