@@ -146,16 +146,19 @@ _UNREAD = object()
 class FastPath:
     """WSGI middleware: ``FastPath(django_wsgi_handler)``.
 
-    An answer is kept (at most ``MEMO_SIZE``, for requests without cookies) under
+    An answer is kept (at most ``MEMO_SIZE`` answers and ``MEMO_BYTES`` of bodies,
+    counted as if none were shared, for requests without cookies) under
     every request value it was computed from; the same request is answered again
     from it after one cache read that finds the same entry with the same stamp."""
 
     MEMO_SIZE = 1024
+    MEMO_BYTES = 8 * 1024 * 1024
 
     def __init__(self, django: WSGIApp) -> None:
         self.django = django
         self._config: _Config | None = None
         self._memo: dict[tuple, _Answered] = {}
+        self._memo_bytes = 0
         _instances.add(self)
 
     def config(self) -> _Config:
@@ -168,7 +171,7 @@ class FastPath:
 
     def reset(self) -> None:
         self._config = None
-        self._memo = {}
+        self._memo, self._memo_bytes = {}, 0
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
@@ -284,9 +287,10 @@ class FastPath:
         key = self._key(environ, path)
         # Kept only if the stamp did not move while the answer was made.
         if key is not None and len(read) <= 1 and (not read or reader.stamp(used) == stamp):
-            if len(self._memo) >= self.MEMO_SIZE:
-                self._memo = {}
+            if len(self._memo) >= self.MEMO_SIZE or self._memo_bytes > self.MEMO_BYTES:
+                self._memo, self._memo_bytes = {}, 0
             self._memo[key] = answered
+            self._memo_bytes += len(body)
         return answered
 
 

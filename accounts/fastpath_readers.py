@@ -5,9 +5,10 @@ answers it (``serving_policy.token_answer``, ``feed_serving_policy.feed_answer``
 ``feed_serving_policy.image_answer``).
 
 The token URLs and the feed's JSON and ``/media`` read their served entries; a
-mirrored picture is answered here only when its answer needs no bytes (a
-revalidation is a 304 at once, a malformed name a 404, the preflight): the bytes
-are in the database (``FEED_IMAGE_STORAGE``), which only Django reads.
+mirrored picture's bytes come from this process's copy of the pictures it served
+lately (``selectors.served_images``; a revalidation is a 304, a malformed name a
+404, both without bytes). A picture not in the copy is Django's: its bytes are in
+the database (``FEED_IMAGE_STORAGE``), which only Django reads.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from accounts import feed_serving_policy, serving_policy
-from accounts.selectors import serving
+from accounts.selectors import served_images, serving
 from accounts.selectors.served_feed import cached_feed
 from accounts.views import feed, public
 
@@ -75,8 +76,11 @@ def _feed_reader(kind: str) -> Reader:
     )
 
 
-def _no_bytes(kwargs: dict[str, Any]) -> Any:
-    raise Miss  # a picture's bytes: a database read
+def _cached_image(kwargs: dict[str, Any]) -> served_images.Picture:
+    picture = served_images.cached_image(kwargs["name"])
+    if picture is None:
+        raise Miss  # only the database knows
+    return picture
 
 
 # The views the fast path stands in for, with the same rule each calls.
@@ -87,7 +91,7 @@ READERS: dict[Callable[..., Any], Reader] = {
     feed.feed_json: _feed_reader(feed_serving_policy.FEED_JSON),
     feed.feed_media: _feed_reader(feed_serving_policy.FEED_MEDIA),
     feed.feed_image: Reader(
-        fetch=_no_bytes,
+        fetch=_cached_image,
         answer=lambda visit, read, path, kwargs: feed_serving_policy.image_answer(
             visit, kwargs["name"], read
         ),

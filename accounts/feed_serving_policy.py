@@ -114,11 +114,12 @@ def _page(kind: str, visit: Visit) -> tuple[int, str] | str:
 # Rendered bodies by ETag, per process: the tag names everything a body depends on
 # (the snapshot, the kind, limit, cursor, stale flag, host and path), so a hit is
 # always right. Bounded: emptied when full.
-_BODIES: dict[str, str] = {}
+# Kept encoded: every answer of a tag shares one bytes object.
+_BODIES: dict[str, bytes] = {}
 BODIES_MAX = 128
 
 
-def _rendered(tag: str, render: Callable[[], str]) -> str:
+def _rendered(tag: str, render: Callable[[], bytes]) -> bytes:
     body = _BODIES.get(tag)
     if body is None:
         if len(_BODIES) >= BODIES_MAX:
@@ -136,7 +137,7 @@ def _body(
     stale: bool,
     base_url: str,
     page_url: str,
-) -> str:
+) -> bytes:
     posts = list(entry.posts)
     if kind == FEED_JSON:
         data = feed_payload(
@@ -157,7 +158,7 @@ def _body(
             limit=limit,
             after=after,
         )
-    return json.dumps(data)
+    return json.dumps(data).encode()
 
 
 def clock_stamp(entry: ServedFeed | None, *, now: datetime | None = None) -> object:

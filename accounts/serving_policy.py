@@ -216,7 +216,7 @@ def conditional(
     max_age: int,
     allow: AllowList,
     content_type: str,
-    body: Callable[[], str],
+    body: Callable[[], str | bytes],
 ) -> Answer:
     """:func:`revalidated` with ``Cache-Control`` public or private (by ``allow``)
     for ``max_age`` seconds, and the CORS headers."""

@@ -5,7 +5,8 @@
 mirrored pictures).
 
 Each view reads the request into a ``serving_policy.Visit``, makes one selector
-call (``served_feed``: one cache get when warm; a picture: one database read) and
+call (``served_feed``: one cache get when warm; a picture: ``served_images``, a
+dict lookup when this process served it lately, else one database read) and
 turns ``accounts.feed_serving_policy``'s answer into a response. The JSON and the
 scripts are gzipped for browsers that ask (``accounts.compression``: they hold no
 secret, so compression leaks nothing; 50 posts of JSON shrink about eightfold);
@@ -26,7 +27,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from accounts import feed_serving_policy as policy
 from accounts import serving_policy
-from accounts.selectors import feed as feed_selectors
+from accounts.selectors import served_images
 from accounts.selectors.served_feed import ServedFeed, served_feed
 from accounts.views.public import response_of, visit_of
 
@@ -96,7 +97,7 @@ def feed_embed_css(request: HttpRequest) -> HttpResponse:
 def feed_image(request: HttpRequest, name: str) -> HttpResponse:
     visit = visit_of(request)
     try:
-        answer = policy.image_answer(visit, name, lambda: feed_selectors.feed_image_get(name=name))
+        answer = policy.image_answer(visit, name, lambda: served_images.served_image(name))
     except DatabaseError as exc:
         logger.warning("feed image: database unavailable (%s)", type(exc).__name__)
         body = policy.FEED_OUTAGE

@@ -218,6 +218,11 @@ class Counting:
         return self.app(environ, start_response)
 
 
+def _cookie(value: str) -> str:
+    value = re.sub(r"csrftoken=\w+", "csrftoken=<random>", value)
+    return re.sub(r"expires=[^;]+", "expires=<a year on>", value)
+
+
 def call(app, environ: dict) -> tuple[str, list, bytes]:
     seen: dict = {}
 
@@ -230,11 +235,9 @@ def call(app, environ: dict) -> tuple[str, list, bytes]:
     finally:
         if hasattr(result, "close"):
             result.close()
-    # A new CSRF cookie is random (only Django answers those requests).
-    headers = [
-        (k, re.sub(r"csrftoken=\w+", "csrftoken=<random>", v) if k == "Set-Cookie" else v)
-        for k, v in seen["headers"]
-    ]
+    # A new CSRF cookie is random, and expires a year after the second it was set
+    # (only Django answers those requests).
+    headers = [(k, _cookie(v) if k == "Set-Cookie" else v) for k, v in seen["headers"]]
     return seen["status"], headers, body
 
 
