@@ -15,7 +15,8 @@ WSGI hello-world, so each server is measured against its own ceiling:
 - ``304``: ``/token/bench.json`` with a matching ``If-None-Match``,
 - ``feed``: ``/feed/bench.json`` (12 posts), ``feed-gz`` the same gzipped, and
   ``feed-dj`` the same gzipped through Django alone (``/bench/django/...``),
-- ``img``: a mirrored picture (640 px, bytes in the database), ``img-304`` its
+- ``img``: a mirrored picture (640 px, bytes in the database, kept by each web
+  process once served), ``img-dj`` the same through Django alone, ``img-304`` its
   revalidation,
 
 first throughput with wrk (keep-alive, ``-t2 -c50``), then, unless
@@ -277,6 +278,7 @@ ENDPOINTS = [
     ("feed-gz", f"/feed/{SLUG}.json", {"Accept-Encoding": "gzip"}, 200),
     ("feed-dj", f"/bench/django/feed/{SLUG}.json", {"Accept-Encoding": "gzip"}, 200),
     ("img", IMAGE, {}, 200),
+    ("img-dj", f"/bench/django{IMAGE}", {}, 200),
     ("img-304", IMAGE, {"If-None-Match": IMAGE}, 304),
 ]
 TOKEN_READS = ("json", "js", "304", "feed")
@@ -298,7 +300,7 @@ def _endpoints(base: str) -> list[tuple[str, str, dict[str, str], int]]:
     return [
         (
             name,
-            image if path == IMAGE else path,
+            path.replace(IMAGE, image),
             {k: image_tag if v == IMAGE else v or etag for k, v in hdrs.items()},
             expect,
         )
