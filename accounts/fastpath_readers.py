@@ -44,43 +44,34 @@ class Reader:
     stamp: Callable[[Any], object]
 
 
-def _cached_token(kwargs: dict[str, Any]) -> serving.ServedToken:
-    entry = serving.cached_token(kwargs.get("slug"))
-    if entry is None:
-        raise Miss
-    return entry
+def _cached(lookup: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+    """A ``fetch``: ``lookup``'s entry from the cache alone, ``Miss`` on None."""
+
+    def fetch(kwargs: dict[str, Any]) -> Any:
+        found = lookup(kwargs)
+        if found is None:
+            raise Miss
+        return found
+
+    return fetch
 
 
 def _token_reader(kind: str) -> Reader:
     return Reader(
-        fetch=_cached_token,
+        fetch=_cached(lambda kwargs: serving.cached_token(kwargs.get("slug"))),
         answer=lambda visit, read, path, kwargs: serving_policy.token_answer(kind, visit, read),
         stamp=lambda entry: entry.max_age(),
     )
 
 
-def _cached_feed(kwargs: dict[str, Any]) -> Any:
-    entry = cached_feed(kwargs.get("slug"))
-    if entry is None:
-        raise Miss
-    return entry
-
-
 def _feed_reader(kind: str) -> Reader:
     return Reader(
-        fetch=_cached_feed,
+        fetch=_cached(lambda kwargs: cached_feed(kwargs.get("slug"))),
         answer=lambda visit, read, path, kwargs: feed_serving_policy.feed_answer(
             kind, visit, read, path=path
         ),
         stamp=lambda entry: feed_serving_policy.clock_stamp(entry),
     )
-
-
-def _cached_image(kwargs: dict[str, Any]) -> served_images.Picture:
-    picture = served_images.cached_image(kwargs["name"])
-    if picture is None:
-        raise Miss  # only the database knows
-    return picture
 
 
 # The views the fast path stands in for, with the same rule each calls.
@@ -91,7 +82,7 @@ READERS: dict[Callable[..., Any], Reader] = {
     feed.feed_json: _feed_reader(feed_serving_policy.FEED_JSON),
     feed.feed_media: _feed_reader(feed_serving_policy.FEED_MEDIA),
     feed.feed_image: Reader(
-        fetch=_cached_image,
+        fetch=_cached(lambda kwargs: served_images.cached_image(kwargs["name"])),
         answer=lambda visit, read, path, kwargs: feed_serving_policy.image_answer(
             visit, kwargs["name"], read
         ),
