@@ -20,6 +20,7 @@ compare it with Django byte for byte.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import weakref
@@ -219,12 +220,15 @@ class FastPath:
     def _again(self, environ: Environ, path: str) -> _Answered | None:
         key = self._key(environ, path)
         kept = self._memo.get(key) if key is not None else None
-        if kept is None:
+        if kept is None or key is None:
             return None
         if kept.entry is not _UNREAD:
             entry = kept.reader.fetch(kept.kwargs)
-            if entry is not kept.entry and entry != kept.entry:
-                return None
+            if entry is not kept.entry:
+                if entry != kept.entry:
+                    return None
+                # An equal copy (the cache read it again): compared once, not per read.
+                kept = self._memo[key] = dataclasses.replace(kept, entry=entry)
             if kept.reader.stamp(entry) != kept.stamp:
                 return None
         return kept
