@@ -8,7 +8,7 @@ VENV   ?= .venv
 PORT   ?= 8000
 BIN    := $(VENV)/bin
 
-.PHONY: run test install install-dev lint typecheck format bench-token bench-refresh bench-load bench-feed audit clean
+.PHONY: run test install install-dev lint typecheck format layout bench-token bench-refresh bench-load bench-feed audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,16 +33,21 @@ run: install
 test: install-dev
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 
-# ruff (style, gating in CI), and mypy with the django-stubs plugin ([tool.mypy] in
-# pyproject.toml; `make typecheck`, reported by CI but not gating until it passes).
+# The gate CI runs before the tests: ruff (lint and format) and mypy with the
+# django-stubs plugin ([tool.mypy] in pyproject.toml: annotations required outside
+# the Django glue). `make typecheck` runs mypy alone.
 lint: install-dev
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 typecheck: install-dev
 	$(BIN)/mypy
 
 format: install-dev
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
+
+# The code's layout, one line per module: name, lines, the docstring's first sentence.
+layout:
+	$(PYTHON) scripts/layout
 
 # The benchmarks need only the runtime requirements (their process plumbing is in
 # harness/, not in tests/) and a few system programs, which

@@ -274,7 +274,7 @@ class FastPath:
         answer = reader.answer(visit, entry, path, kwargs)
         if answer.status >= 400 and not answer.quiet:
             return None  # Django logs it (django.request)
-        body = answer.body.encode() if isinstance(answer.body, str) else answer.body
+        body = answer.body if isinstance(answer.body, bytes) else answer.body.encode()
         headers = [("Content-Type", answer.content_type)] if answer.content_type else []
         headers.extend(answer.headers)
         before, after = config.stack.trailer(path, scheme == "https", answer.status)

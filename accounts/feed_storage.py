@@ -16,6 +16,7 @@ deletion commits, the web processes' copies of pictures are dropped
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 
@@ -126,7 +127,7 @@ def images_delete_unused() -> int:
                 # (checked at commit) catches one that appears after that.
                 count, _ = FeedImage.objects.filter(pk__in=[pk for pk, _, _ in batch]).delete()
                 files = [(alias, name) for _, alias, name in batch if alias and name]
-                transaction.on_commit(lambda files=files: _delete_files(files))
+                transaction.on_commit(functools.partial(_delete_files, files))
                 # The web processes' copies of pictures (selectors/served_images.py).
                 transaction.on_commit(token_cache.drop_images)
         except (IntegrityError, ProtectedError):

@@ -44,7 +44,7 @@ def cached_image(name: str) -> Picture | None:
     """The picture ``name`` names as this process's copy holds it under the current
     generation, or None (only the database can tell)."""
     generation = token_cache.get(token_cache.IMAGES_KEY)
-    if generation is None:
+    if not isinstance(generation, str):
         return None
     with _lock:
         kept = _copies.get(name)
@@ -67,7 +67,7 @@ def served_image(name: str) -> Picture | None:
     found = feed_selectors.feed_image_get(name=name)
     if found is None:
         return None  # nothing stored for a name that does not exist
-    if generation is not None:
+    if isinstance(generation, str):
         _keep(name, generation, found)
     else:
         # The first picture since the last deletion starts a generation; it is kept
