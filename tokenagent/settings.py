@@ -299,6 +299,10 @@ FEED_IMAGE_WORKERS = 3  # parallel downloads (each decode holds <= ~50 MB)
 # A post's picture never changes on Instagram, except a reel's cover: reuse the
 # mirrored one, and look again once a day.
 FEED_IMAGE_REFETCH_SECONDS = 24 * 3600
+# Each web process keeps the pictures it served last, up to this many bytes, so a
+# picture costs a dict lookup rather than a database read (accounts/selectors/
+# served_images.py; bench/token_endpoints measures both).
+FEED_IMAGE_MEMORY_BYTES = 16 * 1024 * 1024
 FEED_STALE_ALERT_PERIODS = 4  # alert once the last good sync is this many periods old
 FEED_FAILURE_BACKOFF_MAX_SECONDS = 6 * 3600
 
