@@ -263,7 +263,7 @@ def wrk(url: str, headers: dict[str, str], duration: int, connections: int) -> d
 # /bench/django/...: the same URL through Django's handler alone (bench wsgi.py),
 # beside the fast path's figure. IMAGE: a mirrored picture's URL (640 px).
 IMAGE = "{image}"
-ENDPOINTS = [
+ENDPOINTS: list[tuple[str, str, dict[str, str | None], int]] = [
     ("hello", "/bench/hello", {}, 200),
     ("bare", "/bench/bare.json", {}, 200),
     ("json", f"/token/{SLUG}.json", {}, 200),
