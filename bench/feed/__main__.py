@@ -108,8 +108,20 @@ def _seed(count: int, posts: int, sandbox: stack.Sandbox) -> list[str]:
     return names
 
 
+def _worker_command(extra: str) -> str:
+    """The Procfile's worker line, with ``extra`` arguments (``--worker-args``) last:
+    Celery takes the last of a repeated option, so they override the Procfile's."""
+    return f"{stack.procfile_lines()['worker']} {extra}".strip()
+
+
 def _run_phase(
-    name: str, env: dict[str, str], logdir: Path, sandbox: stack.Sandbox, done, timeout: float
+    name: str,
+    env: dict[str, str],
+    logdir: Path,
+    sandbox: stack.Sandbox,
+    done,
+    timeout: float,
+    worker_args: str = "",
 ) -> Phase:
     """Start the Procfile's worker, wait for its start-up tick and until ``done()``
     counts every account, then stop it."""
@@ -118,7 +130,7 @@ def _run_phase(
     from accounts.models import RefresherHeartbeat
 
     ticks = RefresherHeartbeat.objects.count()
-    worker = stack.procfile_process("worker", env, logdir)
+    worker = Process("worker", ["bash", "-c", _worker_command(worker_args)], env, logdir)
     worker.start()
     assert worker.pid is not None
     memory = stack.MemorySampler({"worker": worker}, interval=0.25).start()
@@ -234,6 +246,12 @@ def main() -> int:
         "--timeout", type=float, default=600, help="seconds without an account done, at most"
     )
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
+    parser.add_argument(
+        "--worker-args",
+        default="",
+        help="added to the Procfile's worker line (e.g. '--pool threads --concurrency 64')",
+    )
+    parser.add_argument("--no-web", action="store_true", help="skip the web side")
     web.add_options(parser)
     args = parser.parse_args()
     if not shutil.which("wrk"):
@@ -282,7 +300,7 @@ def main() -> int:
             f"after {args.delay * 1000:.0f} ms, on {os.cpu_count()} CPUs, load average "
             f"{_load_average()}"
         )
-        print(f"  worker: {stack.procfile_lines()['worker']}")
+        print(f"  worker: {_worker_command(args.worker_args)}")
         print(f"  web: {stack.procfile_lines()['web']}")
 
         def refreshed(total: bool = False) -> int:
@@ -298,13 +316,29 @@ def main() -> int:
             )
 
         phases = [
-            _run_phase("baseline: token refresh", env, logdir, sandbox, refreshed, args.timeout)
+            _run_phase(
+                "baseline: token refresh",
+                env,
+                logdir,
+                sandbox,
+                refreshed,
+                args.timeout,
+                args.worker_args,
+            )
         ]
         # Every feed due now, never read: the first sync mirrors every picture.
         FeedSnapshot.objects.update(synced_at=None, attempted_at=None)
         mark = timezone.now()
         phases.append(
-            _run_phase("first sync (mirroring)", env, logdir, sandbox, synced, args.timeout)
+            _run_phase(
+                "first sync (mirroring)",
+                env,
+                logdir,
+                sandbox,
+                synced,
+                args.timeout,
+                args.worker_args,
+            )
         )
         _storage(args.posts)
         # Due again a period later: the pictures are reused.
@@ -314,9 +348,19 @@ def main() -> int:
             attempted_at=F("attempted_at") - timedelta(hours=1),
         )
         phases.append(
-            _run_phase("re-sync (pictures reused)", env, logdir, sandbox, synced, args.timeout)
+            _run_phase(
+                "re-sync (pictures reused)",
+                env,
+                logdir,
+                sandbox,
+                synced,
+                args.timeout,
+                args.worker_args,
+            )
         )
         _print(phases)
+        if args.no_web:
+            return 0
         print(f"\nweb side (load average {_load_average()}):", flush=True)
         rows, peak_pss_mb = web.measure(env, logdir, slug="feed-bench-0000", args=args)
         web.report(rows, peak_pss_mb, args)
