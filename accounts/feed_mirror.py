@@ -1,8 +1,14 @@
 """Mirror the pictures of a listing: for each post (and carousel item) reuse the
 picture mirrored before, or download it from the CDN (instagram.fetch_image),
 turn it into renditions (images.py) and store them (feed_storage.py), a few
-downloads at a time and within a time budget. Builds the posts of the snapshot
-in the stored shape. Used by services/feed.py only.
+downloads at a time (FEED_IMAGE_WORKERS per sync) and within a time budget.
+Builds the posts of the snapshot in the stored shape. Used by services/feed.py
+only.
+
+Memory: a decode holds up to ~50 MB (images.MAX_PIXELS as RGB, plus its resized
+copies), and a worker with many threads runs many syncs at once, so at most
+FEED_IMAGE_DECODES pictures are decoded at a time in each process, whatever the
+number of syncs; downloads go on meanwhile (their bytes are small beside a decode).
 
 A picture that cannot be had (expired URL, not an image, too large, broken, out
 of budget) keeps the post's earlier mirrored picture when there is one; else the
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -55,6 +62,21 @@ def image_shas(posts: list[dict]) -> set[str]:
     }
 
 
+_decodes_lock = threading.Lock()
+_decodes: tuple[int, threading.BoundedSemaphore] | None = None
+
+
+def _decode_slots() -> threading.BoundedSemaphore:
+    """The process-wide semaphore bounding the decodes at once (FEED_IMAGE_DECODES;
+    made again if the setting changes, as tests do)."""
+    global _decodes
+    size = max(1, int(feed_policy.setting("FEED_IMAGE_DECODES")))
+    with _decodes_lock:
+        if _decodes is None or _decodes[0] != size:
+            _decodes = (size, threading.BoundedSemaphore(size))
+        return _decodes[1]
+
+
 @dataclass
 class _Processed:
     source_sha256: str = ""
@@ -74,7 +96,14 @@ def _download(url: str, deadline: float) -> _Processed:
             timeout=min(float(feed_policy.setting("FEED_IMAGE_TIMEOUT")), left),
         )
         source = hashlib.sha256(fetched.content).hexdigest()
-        return _Processed(source_sha256=source, renditions=images.image_renditions(fetched.content))
+        slots = _decode_slots()
+        if not slots.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return _Processed(error="out of the sync's time waiting for a decode")
+        try:
+            renditions = images.image_renditions(fetched.content)
+        finally:
+            slots.release()
+        return _Processed(source_sha256=source, renditions=renditions)
     except instagram.InstagramError as exc:
         return _Processed(error=exc.describe())
     except images.ImageRejected as exc:

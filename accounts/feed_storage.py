@@ -9,16 +9,18 @@ setting later leaves older pictures readable.
 
 Concurrency: an image is created (or found) together with a *pending* use in one
 transaction, so it is never without a use while a sync still needs it; deletion
-takes only images without any use, and the foreign keys (checked at commit on
-PostgreSQL) fail a deletion that raced a new use rather than orphan it. Once a
-deletion commits, the web processes' copies of pictures are dropped
-(``token_cache.drop_images``)."""
+takes only images without any use (after a sync, only among the ones it stopped
+using; all of them after a feed's deletion and in the daily sweep), and the
+foreign keys (checked at commit on PostgreSQL) fail a deletion that raced a new
+use rather than orphan it. Once a deletion commits, the web processes' copies of
+pictures are dropped (``token_cache.drop_images``)."""
 
 from __future__ import annotations
 
 import functools
 import logging
 import secrets
+from collections.abc import Iterable
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
@@ -109,30 +111,37 @@ def _delete_files(files: list[tuple[str, str]]) -> None:
             logger.warning("could not delete feed image file (%s)", type(exc).__name__)
 
 
-def images_delete_unused() -> int:
-    """Delete every image no snapshot uses (current, previous or pending), and
-    their files once the deletion is committed. Returns how many were deleted."""
+def images_delete_unused(image_ids: Iterable[int] | None = None) -> int:
+    """Delete the images no snapshot uses (current, previous or pending), and their
+    files once the deletion is committed. Returns how many were deleted.
+
+    ``image_ids``: look only at these (the ones a sync just stopped using: a few
+    rows, whatever the number of feeds). None: sweep every image (a feed's
+    deletion, and the daily sweep of anything a crashed or raced sync left)."""
+    candidates = None if image_ids is None else sorted(set(image_ids))
+    if candidates is not None and not candidates:
+        return 0
     deleted = 0
     while True:
+        unused = FeedImage.objects.filter(uses__isnull=True)
+        if candidates is not None:
+            unused = unused.filter(pk__in=candidates[:DELETE_BATCH])
+            candidates = candidates[DELETE_BATCH:]
         try:
             with transaction.atomic():
-                batch = list(
-                    FeedImage.objects.filter(uses__isnull=True).values_list(
-                        "pk", "storage", "storage_name"
-                    )[:DELETE_BATCH]
-                )
-                if not batch:
-                    return deleted
-                # PROTECT refuses if a use appeared since the query; the foreign key
-                # (checked at commit) catches one that appears after that.
-                count, _ = FeedImage.objects.filter(pk__in=[pk for pk, _, _ in batch]).delete()
-                files = [(alias, name) for _, alias, name in batch if alias and name]
-                transaction.on_commit(functools.partial(_delete_files, files))
-                # The web processes' copies of pictures (selectors/served_images.py).
-                transaction.on_commit(token_cache.drop_images)
+                batch = list(unused.values_list("pk", "storage", "storage_name")[:DELETE_BATCH])
+                count = 0
+                if batch:
+                    # PROTECT refuses if a use appeared since the query; the foreign
+                    # key (checked at commit) catches one that appears after that.
+                    count, _ = FeedImage.objects.filter(pk__in=[pk for pk, _, _ in batch]).delete()
+                    files = [(alias, name) for _, alias, name in batch if alias and name]
+                    transaction.on_commit(functools.partial(_delete_files, files))
+                    # The web processes' copies of pictures (selectors/served_images.py).
+                    transaction.on_commit(token_cache.drop_images)
         except (IntegrityError, ProtectedError):
             logger.info("feed image cleanup raced a sync; the next cleanup retries")
             return deleted
         deleted += count
-        if len(batch) < DELETE_BATCH:
+        if candidates is None and len(batch) < DELETE_BATCH or candidates == []:
             return deleted

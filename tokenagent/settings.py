@@ -295,7 +295,14 @@ FEED_SYNC_LOCK_SECONDS = 900
 FEED_IMAGE_MAX_BYTES = 8 * 1024 * 1024  # one picture from the CDN
 FEED_IMAGE_TIMEOUT = 20.0  # seconds for one whole picture download
 FEED_SYNC_IMAGE_BUDGET_SECONDS = 300  # all downloads of one sync together
-FEED_IMAGE_WORKERS = 3  # parallel downloads (each decode holds <= ~50 MB)
+FEED_IMAGE_WORKERS = 3  # parallel downloads of one sync
+# Pictures decoded and resized at once in each process, over all its syncs: each
+# decode holds up to ~50 MB (accounts/feed_mirror.py). A worker with 64 threads
+# first-syncing 10 feeds peaked at 635 MB RSS without this bound, 372 MB with 2
+# (bench/feed --worker-args '--pool threads --concurrency 64').
+FEED_IMAGE_DECODES = _bounded_int(
+    "FEED_IMAGE_DECODES", default=2, low=1, high=64, why="decodes at once per process"
+)
 # A post's picture never changes on Instagram, except a reel's cover: reuse the
 # mirrored one, and look again once a day.
 FEED_IMAGE_REFETCH_SECONDS = 24 * 3600

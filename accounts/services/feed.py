@@ -12,9 +12,12 @@
 - A failure of any kind (network, timeout, 5xx, rate limit, malformed answer,
   190) changes nothing but the error fields: the last good snapshot keeps being
   served, marked stale by the selector.
-- Pictures: the current and the previous snapshot's stay stored; what neither
-  uses is deleted after each swap, so a post deleted on Instagram leaves the feed
-  at the next sync and its pictures stop being served at the one after.
+- Pictures: the current and the previous snapshot's stay stored; after each swap
+  the pictures this feed stopped using (its older snapshot's, a crashed sync's
+  pending ones) are deleted unless another feed uses them, so a post deleted on
+  Instagram leaves the feed at the next sync and its pictures stop being served at
+  the one after. A sync looks only at its own feed's pictures; anything orphaned
+  otherwise goes in the daily sweep (``feed_images_sweep``).
 - ``account_feed_only_set``: the owner's switch between serving the token and
   serving only the feed.
 """
@@ -121,7 +124,9 @@ def _sync_claimed(
     *, account: InstagramAccount, snapshot: FeedSnapshot, claim: datetime, now: datetime
 ) -> FeedSyncResult:
     # Pictures a crashed sync left pending are nobody's now (we hold the claim).
-    FeedImageUse.objects.filter(snapshot=snapshot, role=Role.PENDING).delete()
+    stale = FeedImageUse.objects.filter(snapshot=snapshot, role=Role.PENDING)
+    dropped = set(stale.values_list("image_id", flat=True))
+    stale.delete()
     snapshot.refresh_from_db()
     try:
         if account.status == InstagramAccount.Status.NEEDS_RECONNECT:
@@ -144,11 +149,13 @@ def _sync_claimed(
         return FeedSyncResult(outcome=Outcome.SKIPPED, message="the feed was deleted meanwhile")
     posts = [p for p in (mirror.post(m) for m in media) if p is not None]
     report = mirror.report
-    if not _swap(snapshot=snapshot, claim=claim, posts=posts, report=report, now=now):
+    released = _swap(snapshot=snapshot, claim=claim, posts=posts, report=report, now=now)
+    if released is None:
+        deleted = feed_storage.images_delete_unused(dropped)
         return FeedSyncResult(
             outcome=Outcome.BUSY, message="the claim lapsed and another sync took over"
         )
-    deleted = feed_storage.images_delete_unused()
+    deleted = feed_storage.images_delete_unused(dropped | released)
     logger.info(
         "feed of %s synced: %s posts, %s pictures fetched, %s reused, %s missing, %s deleted",
         account.slug,
@@ -176,19 +183,23 @@ def _swap(
     posts: list[dict],
     report: MirrorReport,
     now: datetime,
-) -> bool:
-    """Swap the new posts in, with the image uses, in one short transaction; False
-    (nothing changed) when the claim is no longer this sync's."""
+) -> set[int] | None:
+    """Swap the new posts in, with the image uses, in one short transaction.
+    Returns the images whose uses it dropped (the older snapshot's, the pending
+    ones), or None (nothing changed) when the claim is no longer this sync's."""
     shas = image_shas(posts)
     with transaction.atomic():
         locked = FeedSnapshot.objects.select_for_update().filter(pk=snapshot.pk).first()
         if locked is None or locked.sync_locked_until != claim:
-            return False
+            return None
         ids = list(FeedImage.objects.filter(sha256__in=shas).values_list("pk", flat=True))
         if len(ids) != len(shas):
             # Cannot happen while uses protect them; never serve a dangling reference.
             raise RuntimeError("a picture of the new feed snapshot is not stored")
         uses = FeedImageUse.objects.filter(snapshot=snapshot)
+        released = set(
+            uses.filter(role__in=[Role.PREVIOUS, Role.PENDING]).values_list("image_id", flat=True)
+        )
         uses.filter(role=Role.PREVIOUS).delete()
         uses.filter(role=Role.CURRENT).update(role=Role.PREVIOUS)
         FeedImageUse.objects.bulk_create(
@@ -211,7 +222,7 @@ def _swap(
             last_image_error=redact("; ".join(report.errors))[:2000],
             sync_locked_until=None,
         )
-    return True
+    return released - set(ids)
 
 
 def _save(snapshot: FeedSnapshot, **fields: object) -> None:
@@ -255,11 +266,22 @@ def _record_failure(
 
 def feed_delete(*, account: InstagramAccount) -> int:
     """Delete ``account``'s feed snapshot and every picture no other feed uses, at
-    once (disconnect, Meta's data deletion). Returns the pictures deleted. A sync
-    running meanwhile finds its snapshot gone and does not swap."""
+    once (disconnect, Meta's data deletion): a full sweep, so nothing an earlier
+    crash left behind outlives the deletion either. Returns the pictures deleted.
+    A sync running meanwhile finds its snapshot gone and does not swap."""
     with transaction.atomic():
         FeedSnapshot.objects.filter(account=account).delete()
     return feed_storage.images_delete_unused()
+
+
+def feed_images_sweep() -> int:
+    """Delete every picture no feed uses: what a sync that crashed after storing
+    pictures, or lost its claim, left behind (a sync only looks at the pictures it
+    stopped using). Run once a day by the periodic job (services/refresher.py)."""
+    deleted = feed_storage.images_delete_unused()
+    if deleted:
+        logger.info("feed picture sweep: %s unused picture(s) deleted", deleted)
+    return deleted
 
 
 # --- Feed only ----------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
 """The periodic job's work besides refreshing: record the heartbeat, prune history
-and expired sessions, raise or clear the expiring-soon and stale-feed alerts, and
-fan out one refresh task per due account. ``accounts.tasks.refresh_due_accounts`` (beat) and
-``manage.py refresh_tokens`` (cron) call it."""
+and expired sessions, sweep unused feed pictures once a day, raise or clear the
+expiring-soon and stale-feed alerts, and fan out one refresh task per due account.
+``accounts.tasks.refresh_due_accounts`` (beat) and ``manage.py refresh_tokens``
+(cron) call it."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from django.utils import timezone
 from accounts import alerts
 from accounts.models import RefreshAttempt, RefresherHeartbeat
 from accounts.selectors.refresh import accounts_due_for_refresh, heartbeat_last
+from accounts.services.feed import feed_images_sweep
 from accounts.services.feed_schedule import alerts_check_feeds
 from accounts.tasks import refresh_account as refresh_account_task
 
@@ -25,6 +27,9 @@ logger = logging.getLogger(__name__)
 # Expired sessions are deleted by the first tick of each clock hour (every /login/
 # leaves a session row behind; nothing else removes them).
 SESSION_PRUNE_SECONDS = 3600
+# Feed pictures no feed uses are deleted by each sync among those it stopped using;
+# the first tick of each UTC day sweeps them all (a crashed sync's leftovers).
+FEED_IMAGE_SWEEP_SECONDS = 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -34,6 +39,7 @@ class TickResult:
     pruned_attempts: int
     pruned_heartbeats: int
     sessions_pruned: bool
+    feed_images_swept: int = 0
 
 
 def refresher_heartbeat_record(*, now: datetime, accounts_due: int = 0) -> RefresherHeartbeat:
@@ -55,15 +61,19 @@ def refresh_history_prune(*, now: datetime) -> tuple[int, int]:
     return attempts, heartbeats
 
 
-def _period(moment: datetime) -> int:
-    return int(moment.timestamp()) // SESSION_PRUNE_SECONDS
+def _period(moment: datetime, seconds: int = SESSION_PRUNE_SECONDS) -> int:
+    return int(moment.timestamp()) // seconds
+
+
+def _first_of_period(now: datetime, previous_run: datetime | None, seconds: int) -> bool:
+    return previous_run is None or _period(previous_run, seconds) != _period(now, seconds)
 
 
 def sessions_prune_expired(*, now: datetime, previous_run: datetime | None) -> bool:
     """Delete expired sessions with the session engine's ``clear_expired()`` when
     this tick is the first of its hour (``previous_run`` is the tick before). A
     failure is logged and never stops the tick. Returns whether it pruned."""
-    if previous_run is not None and _period(previous_run) == _period(now):
+    if not _first_of_period(now, previous_run, SESSION_PRUNE_SECONDS):
         return False
     engine = import_module(settings.SESSION_ENGINE)
     try:
@@ -75,28 +85,41 @@ def sessions_prune_expired(*, now: datetime, previous_run: datetime | None) -> b
     return True
 
 
+def feed_images_sweep_daily(*, now: datetime, previous_run: datetime | None) -> int:
+    """Sweep every unused feed picture (services/feed.py) when this tick is the
+    first of its UTC day. A failure is logged and never stops the tick. Returns
+    how many pictures were deleted."""
+    if not _first_of_period(now, previous_run, FEED_IMAGE_SWEEP_SECONDS):
+        return 0
+    try:
+        return feed_images_sweep()
+    except DatabaseError as exc:
+        logger.warning("could not sweep unused feed pictures: %s: %s", type(exc).__name__, exc)
+        return 0
+
+
 def refresher_tick(*, now: datetime | None = None) -> TickResult:
     """What each periodic run does besides queueing: record the heartbeat, prune
-    old history and expired sessions, raise/clear the expiring-soon and stale-feed
-    alerts and clear a heartbeat alert (the refresher evidently runs). Returns the
-    ids of the accounts due."""
+    old history and expired sessions, sweep unused feed pictures daily, raise/clear
+    the expiring-soon and stale-feed alerts and clear a heartbeat alert (the
+    refresher evidently runs). Returns the ids of the accounts due."""
     now = now or timezone.now()
     previous = heartbeat_last()
+    previous_at = previous.ran_at if previous else None
     due = [a.pk for a in accounts_due_for_refresh(now=now)]
     heartbeat = refresher_heartbeat_record(now=now, accounts_due=len(due))
     pruned_attempts, pruned_heartbeats = refresh_history_prune(now=now)
     alerts.alerts_check_expiring(now=now, about_to_refresh=set(due))
     alerts_check_feeds(now=now)
     alerts.alert_clear(key=alerts.HEARTBEAT_KEY)
-    sessions_pruned = sessions_prune_expired(
-        now=now, previous_run=previous.ran_at if previous else None
-    )
+    sessions_pruned = sessions_prune_expired(now=now, previous_run=previous_at)
     return TickResult(
         heartbeat=heartbeat,
         due=due,
         pruned_attempts=pruned_attempts,
         pruned_heartbeats=pruned_heartbeats,
         sessions_pruned=sessions_pruned,
+        feed_images_swept=feed_images_sweep_daily(now=now, previous_run=previous_at),
     )
 
 

@@ -1,13 +1,14 @@
 """accounts/services/feed.py over real HTTP: the real client against the sandbox
 Instagram and its CDN on the live server (tests/sandbox_control.py), the real
 Pillow processing and the database. Every media type, paging, the sizes, dedup,
-clean-up after a deletion, stale on each failure class, 190 keeping the snapshot,
-hostile pictures never stored, two concurrent syncs, feed_delete."""
+clean-up after a deletion (a sync deletes only its own feed's pictures; the daily
+sweep the rest), stale on each failure class, 190 keeping the snapshot, hostile
+pictures never stored, two concurrent syncs, feed_delete."""
 
 import io
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from django.db import connection
@@ -15,11 +16,13 @@ from django.utils import timezone
 from PIL import Image
 
 from accounts import feed_storage
+from accounts.images import image_renditions
 from accounts.models import FeedImage, FeedImageUse, FeedSnapshot, InstagramAccount
-from accounts.sandbox import catalog
+from accounts.sandbox import catalog, cdn
 from accounts.selectors import feed as feed_selectors
 from accounts.services import feed as feed_service
 from accounts.services.feed import FeedSyncResult, Outcome, feed_delete, feed_sync
+from accounts.services.refresher import refresher_tick
 from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -234,6 +237,49 @@ def test_a_deleted_post_disappears_then_its_pictures(sandbox, account):
     assert FeedImage.objects.count() == RENDITIONS - 8
 
 
+def _pictures_of_another_feed():
+    """Account B's feed with one picture it uses and one nobody uses (as a sync of B
+    that crashed after storing it, then lost its claim, would leave)."""
+    other = FeedSnapshot.objects.create(account=make_account(slug="other", username="other_b"))
+    used, orphan = (
+        feed_storage.image_save(snapshot=other, rendition=r, source_sha256="b" * 64)
+        for r in image_renditions(cdn.jpeg("account-b", 700, 700))[:2]
+    )
+    FeedImageUse.objects.filter(snapshot=other, image=used).update(role="current")
+    FeedImageUse.objects.filter(snapshot=other, image=orphan).delete()
+    return used, orphan
+
+
+def test_a_sync_deletes_only_what_its_own_feed_stopped_using(sandbox, account):
+    used_by_b, orphan = _pictures_of_another_feed()
+    feed_sync(account=account)
+    sandbox.delete_post(served(account)["posts"][2]["id"])
+    feed_sync(account=account)
+    result = feed_sync(account=account)
+
+    assert result.images_deleted == 8  # the carousel's pictures: this feed's own
+    assert FeedImage.objects.filter(pk__in=[used_by_b.pk, orphan.pk]).count() == 2
+    assert FeedImage.objects.count() == RENDITIONS - 8 + 2
+
+
+def test_the_first_tick_of_each_day_sweeps_pictures_no_feed_uses(sandbox, account):
+    feed_sync(account=account)
+    used_by_b, orphan = _pictures_of_another_feed()
+    day = datetime(2026, 6, 1, 0, 0, tzinfo=UTC)
+
+    first = refresher_tick(now=day + timedelta(minutes=5))  # the first tick ever
+    assert first.feed_images_swept == 1
+    assert not FeedImage.objects.filter(pk=orphan.pk).exists()
+    assert FeedImage.objects.count() == RENDITIONS + 1  # A's and B's used pictures stay
+
+    FeedImageUse.objects.filter(image=used_by_b).delete()  # now nobody's
+    assert refresher_tick(now=day + timedelta(hours=23)).feed_images_swept == 0  # same day
+    assert FeedImage.objects.filter(pk=used_by_b.pk).exists()
+    assert refresher_tick(now=day + timedelta(days=1, minutes=1)).feed_images_swept == 1
+    assert FeedImage.objects.count() == RENDITIONS
+    assert all(image_bytes(p["image"]["url"]) for p in served(account)["posts"])
+
+
 # --- failures keep the last good snapshot -------------------------------------------------------
 
 
@@ -426,6 +472,47 @@ def test_the_download_budget_bounds_a_sync(sandbox, account, settings):
     assert (result.outcome, result.images_missing) == (Outcome.SYNCED, PICTURES)
     assert sandbox.calls()["cdn"] == 0
     assert "out of the sync's download time" in result.message
+
+
+def test_pictures_are_decoded_at_most_feed_image_decodes_at_once_per_process(
+    sandbox, account, settings, monkeypatch
+):
+    """Two syncs with four downloads each, in one process: never more than
+    FEED_IMAGE_DECODES decodes at once, over both."""
+    from accounts import feed_mirror
+
+    settings.FEED_IMAGE_WORKERS, settings.FEED_IMAGE_DECODES = 4, 2
+    twin = another_account(sandbox, slug="twin", username="acme_bakery")
+    real, lock, now, peak = feed_mirror.images.image_renditions, threading.Lock(), [0], [0]
+
+    def counted(data):
+        with lock:
+            now[0] += 1
+            peak[0] = max(peak[0], now[0])
+        try:
+            time.sleep(0.05)  # long enough for the other threads to pile up
+            return real(data)
+        finally:
+            with lock:
+                now[0] -= 1
+
+    monkeypatch.setattr(feed_mirror.images, "image_renditions", counted)
+    results = []
+
+    def sync(acct):
+        try:
+            results.append(feed_sync(account=acct))
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=sync, args=(a,)) for a in (account, twin)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+    assert [(r.outcome, r.images_fetched) for r in results] == [(Outcome.SYNCED, PICTURES)] * 2
+    assert peak[0] == 2
 
 
 # --- concurrency, claims and crashes --------------------------------------------------------------
