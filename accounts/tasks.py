@@ -119,10 +119,10 @@ def sync_feed(self: Task, account_id: int, force: bool = False) -> str:
     snapshot meanwhile keeps being served, marked stale. A sync another worker is
     running is left to it; after the last retry the schedule tries again, and the
     owner hears once the feed is a few periods old (services/feed_schedule.py)."""
-    from accounts.selectors.feed_status import feed_sync_is_due
+    from accounts.selectors.feed_status import feed_account_for_sync, feed_sync_is_due
     from accounts.services.feed import feed_sync
 
-    account = InstagramAccount.objects.filter(pk=account_id).first()
+    account = feed_account_for_sync(account_id=account_id)
     if account is None:
         return "missing"
     retries = self.request.retries
@@ -130,7 +130,7 @@ def sync_feed(self: Task, account_id: int, force: bool = False) -> str:
     # same feed twice while the workers were busy).
     if not force and retries == 0 and not feed_sync_is_due(account=account):
         return "not_due"
-    result = feed_sync(account=account)
+    result = feed_sync(account=account, fresh=True)
     if isinstance(result.error, RETRYABLE):
         if retries >= retry_limit(result.error):
             logger.warning(

@@ -54,10 +54,25 @@ def feed_accounts_due(*, now: datetime | None = None) -> list[InstagramAccount]:
     return [a for a in accounts if _snapshot_is_due(getattr(a, "feed_snapshot", None), now)]
 
 
+def feed_account_for_sync(*, account_id: int) -> InstagramAccount | None:
+    """The account a sync task works on, read once with its snapshot (without its
+    posts, read again once the sync holds its claim) and its token."""
+    return (
+        InstagramAccount.objects.select_related("feed_snapshot", "access_token")
+        .defer("feed_snapshot__posts")
+        .filter(pk=account_id)
+        .first()
+    )
+
+
 def feed_sync_is_due(*, account: InstagramAccount, now: datetime | None = None) -> bool:
     """Whether ``account``'s feed should be read now (a queued task re-checks: the
-    tick may have queued it twice while the worker was busy)."""
-    snapshot = FeedSnapshot.objects.filter(account=account).defer("posts").first()
+    tick may have queued it twice while the worker was busy). Uses the snapshot
+    read with the account (``feed_account_for_sync``) when there is one."""
+    if InstagramAccount.feed_snapshot.is_cached(account):
+        snapshot = getattr(account, "feed_snapshot", None)
+    else:
+        snapshot = FeedSnapshot.objects.filter(account=account).defer("posts").first()
     return _snapshot_is_due(snapshot, now or timezone.now())
 
 

@@ -88,15 +88,28 @@ def feed_sync_release(*, snapshot: FeedSnapshot, claim: datetime) -> None:
 # --- One sync --------------------------------------------------------------------------------
 
 
-def feed_sync(*, account: InstagramAccount, now: datetime | None = None) -> FeedSyncResult:
+def feed_sync(
+    *, account: InstagramAccount, now: datetime | None = None, fresh: bool = False
+) -> FeedSyncResult:
     """Read ``account``'s newest FEED_MAX_POSTS posts from Instagram now, mirror
     their pictures and swap the snapshot in. Returns what happened; Instagram
-    failures are recorded on the snapshot and returned, not raised."""
+    failures are recorded on the snapshot and returned, not raised.
+
+    ``fresh``: ``account`` was just read with its snapshot and token
+    (selectors/feed_status.py ``feed_account_for_sync``, as the task does); else
+    they are read here, in one query."""
     now = now or timezone.now()
-    account.refresh_from_db()
+    if not fresh:
+        account = (
+            InstagramAccount.objects.select_related("feed_snapshot", "access_token")
+            .defer("feed_snapshot__posts")
+            .get(pk=account.pk)
+        )
     if account.status == InstagramAccount.Status.DISCONNECTED:
         return FeedSyncResult(outcome=Outcome.SKIPPED, message="the account is disconnected")
-    snapshot, _ = FeedSnapshot.objects.get_or_create(account=account)
+    snapshot = getattr(account, "feed_snapshot", None)
+    if snapshot is None:
+        snapshot, _ = FeedSnapshot.objects.get_or_create(account=account)
     claim = feed_sync_claim(snapshot=snapshot, now=now)
     if claim is None:
         return FeedSyncResult(outcome=Outcome.BUSY, message="another sync of this feed is running")
@@ -108,7 +121,7 @@ def feed_sync(*, account: InstagramAccount, now: datetime | None = None) -> Feed
 
 
 def _access_token(account: InstagramAccount) -> str:
-    token = AccessToken.objects.filter(account=account).first()
+    token: AccessToken | None = getattr(account, "access_token", None)
     if token is None:
         raise instagram.InstagramAuthError("the account has no token; connect it again")
     try:
@@ -127,7 +140,9 @@ def _sync_claimed(
     stale = FeedImageUse.objects.filter(snapshot=snapshot, role=Role.PENDING)
     dropped = set(stale.values_list("image_id", flat=True))
     stale.delete()
-    snapshot.refresh_from_db()
+    # Read the snapshot (and its posts) now, under the claim: a sync that swapped
+    # just before it may have deleted pictures an older copy refers to.
+    snapshot = FeedSnapshot.objects.get(pk=snapshot.pk)
     try:
         if account.status == InstagramAccount.Status.NEEDS_RECONNECT:
             raise instagram.InstagramAuthError(

@@ -10,6 +10,8 @@ from unittest import mock
 
 import pytest
 from django.conf import settings as django_settings
+from django.db import connection
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from accounts import instagram, tasks
@@ -52,6 +54,24 @@ def test_a_sync_task_reads_the_feed(sandbox, eager_celery):
     assert tasks.sync_feed.apply(args=(account.pk,)).result == "synced"
     assert len(snapshot(account).posts) == 3
     assert media_calls(sandbox) == 1
+
+
+def test_a_sync_task_reads_the_account_its_snapshot_and_token_once(sandbox, eager_celery):
+    account = connected(sandbox)
+    tasks.sync_feed.apply(args=(account.pk,), kwargs={"force": True})  # pictures stored
+    hour_ago = timezone.now() - timedelta(hours=1)
+    FeedSnapshot.objects.filter(account=account).update(synced_at=hour_ago, attempted_at=hour_ago)
+
+    with CaptureQueriesContext(connection) as queries:
+        assert tasks.sync_feed.apply(args=(account.pk,)).result == "synced"
+
+    reads = [q["sql"] for q in queries if q["sql"].startswith("SELECT")]
+    # One read of the account, with its snapshot and token (the served feed's
+    # receiver looks up the slug on its own).
+    assert sum(1 for sql in reads if '"accounts_instagramaccount"."status"' in sql) == 1
+    assert all(t in reads[0] for t in ("accounts_accesstoken", "accounts_feedsnapshot"))
+    assert not [sql for sql in reads if 'FROM "accounts_accesstoken"' in sql]
+    assert sum(1 for sql in reads if 'FROM "accounts_feedsnapshot"' in sql) == 2
 
 
 def test_transient_failures_are_retried_then_the_feed_is_read(sandbox, eager_celery):
