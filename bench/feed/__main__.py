@@ -315,31 +315,14 @@ def main() -> int:
                 else FeedSnapshot.objects.filter(synced_at__gt=mark, consecutive_failures=0).count()
             )
 
-        phases = [
-            _run_phase(
-                "baseline: token refresh",
-                env,
-                logdir,
-                sandbox,
-                refreshed,
-                args.timeout,
-                args.worker_args,
-            )
-        ]
+        def phase(name: str, done) -> Phase:
+            return _run_phase(name, env, logdir, sandbox, done, args.timeout, args.worker_args)
+
+        phases = [phase("baseline: token refresh", refreshed)]
         # Every feed due now, never read: the first sync mirrors every picture.
         FeedSnapshot.objects.update(synced_at=None, attempted_at=None)
         mark = timezone.now()
-        phases.append(
-            _run_phase(
-                "first sync (mirroring)",
-                env,
-                logdir,
-                sandbox,
-                synced,
-                args.timeout,
-                args.worker_args,
-            )
-        )
+        phases.append(phase("first sync (mirroring)", synced))
         _storage(args.posts)
         # Due again a period later: the pictures are reused.
         mark = timezone.now()
@@ -347,17 +330,7 @@ def main() -> int:
             synced_at=F("synced_at") - timedelta(hours=1),
             attempted_at=F("attempted_at") - timedelta(hours=1),
         )
-        phases.append(
-            _run_phase(
-                "re-sync (pictures reused)",
-                env,
-                logdir,
-                sandbox,
-                synced,
-                args.timeout,
-                args.worker_args,
-            )
-        )
+        phases.append(phase("re-sync (pictures reused)", synced))
         _print(phases)
         if args.no_web:
             return 0
