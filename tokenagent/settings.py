@@ -250,6 +250,10 @@ elif not REDIS_URL:
         },
     }
 
+# Whether the web dyno runs the Celery worker and beat too (scripts/dyno.py reads it
+# from the environment; the setup page checks the formation with it).
+EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=True)
+
 # --- Celery ---------------------------------------------------------------------
 CELERY_TIMEZONE = "UTC"
 CELERY_TASK_IGNORE_RESULT = True  # fire-and-forget; nothing fills Redis with results
@@ -318,6 +322,11 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-due-accounts": {
         "task": "accounts.tasks.refresh_due_accounts",
         "schedule": REFRESH_TICK_SECONDS,
+        # A tick still queued when the next one is due is dropped unread: the next
+        # one reads what is due from the database anyway. Otherwise a worker kept busy
+        # (a dyno's first feed syncs, beside the web server in the one-dyno formation)
+        # works through a backlog of stale ticks before the refreshes they queued.
+        "options": {"expires": REFRESH_TICK_SECONDS},
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -147,3 +147,22 @@ def test_a_missing_cache_table_is_a_miss_served_from_the_database(db_cache_setti
     response = Client().get("/token/acme.json")
     assert response.status_code == 200
     assert "token cache read failed" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("redis_url", "embedded", "level"),
+    [
+        ("redis://r:6379/0", True, "ok"),
+        ("redis://r:6379/0", False, "ok"),
+        ("", True, "ok"),  # one dyno: the cache in PostgreSQL, the queue on its disk
+        ("", False, "warning"),  # worker dynos cannot read the web dyno's disk
+    ],
+)
+def test_the_setup_page_judges_the_formation(settings, db, redis_url, embedded, level):
+    from accounts.selectors.dashboard import setup_checklist
+
+    if connection.vendor != "postgresql" and not redis_url and embedded:
+        level = "warning"  # SQLite without Redis: one machine only
+    settings.REDIS_URL, settings.EMBEDDED_WORKER, settings.DEBUG = redis_url, embedded, False
+    (item,) = [i for i in setup_checklist() if i.key == "redis"]
+    assert item.level == level, item
