@@ -15,8 +15,10 @@ Heroku's process manager, with its grace period set to Heroku's 30 s:
   atomic increment);
 - shutdown as Heroku does it: SIGTERM to every process of the dyno at once, in the
   middle of a refresh; everything gone within 30 s, nothing killed, the refresh
-  finished or its message back in the dyno's queue, and after a restart the
-  account holds a token Instagram accepts.
+  finished or its message back in the dyno's queue;
+- then an Eco dyno's sleep: while the dyno is down the token falls due and the
+  feed's period passes; at the next start beat's first tick refreshes and syncs
+  both, and the account holds a token Instagram accepts.
 """
 # ruff: noqa: F811  (pytest fixtures imported by name)
 
@@ -224,17 +226,40 @@ def test_one_dyno_runs_web_worker_and_beat_on_postgres_alone(dyno, sandbox):
     assert completed or queued_refreshes(dyno) >= 1, (final, seeded, tail(log))
     assert final[5] == "active"
 
-    # The next start of the dyno (its folder kept here; on Heroku wiped, and beat's
-    # first tick finds the account due again) ends with a token Instagram accepts.
+    # Asleep, as an Eco dyno after 30 minutes without a request: while it is down the
+    # token falls due and the feed's period passes. The next start (its folder kept
+    # here; on Heroku wiped) catches up at beat's first tick, from the due dates.
     sandbox.delay("refresh", 0)
+    if completed:
+        seeded_token, _ = seed_old_token(dyno, sandbox, slug=slug, username=OWNER)
+        known_tokens.append(seeded_token)
+        seeded = token_state(dyno, OWNER)
+    db_row(
+        dyno,
+        "UPDATE accounts_feedsnapshot SET synced_at = synced_at - interval '2 hours', "
+        "attempted_at = attempted_at - interval '2 hours' WHERE account_id = "
+        "(SELECT id FROM accounts_instagramaccount WHERE slug = %s) RETURNING 1",
+        slug,
+    )
+    synced_before = db_row(dyno, "SELECT max(synced_at) FROM accounts_feedsnapshot")[0]
+    media_calls = sandbox.calls().get("media", 0)
+    woken = time.monotonic()
     again = dyno.honcho("web", log=dyno.workdir / "again.log")
     wait_for(lambda: _answers(browser), timeout=120, what="the dyno to answer again")
-    if not completed:
-        wait_for(
-            lambda: token_state(dyno, OWNER)[1] > seeded[1],
-            timeout=60,
-            what="the requeued refresh",
-        )
+    wait_for(
+        lambda: token_state(dyno, OWNER)[1] > seeded[1],
+        timeout=60,
+        what="the refresh that fell due during the sleep",
+    )
+    wait_for(
+        lambda: db_row(dyno, "SELECT max(synced_at) FROM accounts_feedsnapshot")[0] > synced_before,
+        timeout=60,
+        what="the feed sync that fell due during the sleep",
+    )
+    assert sandbox.calls().get("media", 0) > media_calls
+    caught_up = time.monotonic() - woken
+    # Within the dyno's start and one tick, not a whole feed period later.
+    assert caught_up < 60, caught_up
     token = wait_for(
         lambda: (r := browser.get(f"/token/{slug}.json")).status_code == 200 and r.json()["token"],
         timeout=10,
