@@ -25,8 +25,9 @@ line alone (scripts/dyno.py: the web server and the worker with beat in one
 process tree), no Redis (the cache in PostgreSQL, the broker in the dyno's
 folder); the memory figure is the whole dyno's, target < 400 MB of a basic dyno's
 512 MB. ``--fanout N`` seeds N more accounts and makes them all due at once when
-the measured run starts (Instagram answering refreshes after 100 ms), so the
-worker fans out N refreshes under the load.
+the measured run starts, once every account's first feed sync has run (Instagram
+answering refreshes after 100 ms), so the worker fans out N refreshes under the
+load; memory is sampled from the first syncs on.
 """
 
 from __future__ import annotations
@@ -100,6 +101,14 @@ def make_due(pg: stack.PrivatePostgres, pattern: str) -> None:
         )
 
 
+def first_syncs(pg: stack.PrivatePostgres) -> int:
+    with pg.connect() as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM accounts_feedsnapshot WHERE attempted_at IS NOT NULL"
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
 def refreshes_since(pg: stack.PrivatePostgres, since: float) -> dict[str, int]:
     with pg.connect() as conn:
         rows = conn.execute(
@@ -133,6 +142,12 @@ def main() -> int:
     parser.add_argument(
         "--fanout", type=int, default=0, help="accounts made due at once as the run starts"
     )
+    parser.add_argument(
+        "--fanout-wait", type=float, default=120, help="seconds to wait for the fan-out after"
+    )
+    parser.add_argument(
+        "--feed-posts", type=int, default=50, help="FEED_MAX_POSTS: posts mirrored per account"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
     args = parser.parse_args()
 
@@ -159,6 +174,7 @@ def main() -> int:
             REFRESH_TICK_SECONDS=2,
             LOG_LEVEL="WARNING",
             EMBEDDED_WORKER=one_dyno,
+            FEED_MAX_POSTS=args.feed_posts,
         )
         stack.django_run(env, "manage.py", "migrate", "--noinput", "-v", "0")
         slugs = [f"load-{i}" for i in range(1, args.accounts + 1)]
@@ -184,7 +200,8 @@ def main() -> int:
         services = "PostgreSQL alone (cache in it)" if one_dyno else "PostgreSQL + Redis"
         print(
             f"  {args.formation}, WEB_CONCURRENCY=2, private {services}, sandbox Instagram, "
-            f"{len(slugs)} accounts, {len(paths)} token URLs, fan-out {len(fanned)}"
+            f"{len(slugs)} accounts, {len(paths)} token URLs, fan-out {len(fanned)}, "
+            f"{args.feed_posts} posts per feed"
         )
 
         warm = stack.Load(
@@ -198,6 +215,16 @@ def main() -> int:
 
         groups = {"dyno": web} if worker is None else {"web": web, "worker": worker}
         memory = stack.MemorySampler(groups).start()
+        if fanned:
+            # Beat's first ticks sync every account's feed (pictures mirrored); the
+            # fan-out starts after them, as the fault drills do, or its refreshes
+            # would only queue behind them. Memory is sampled from here on.
+            wait_for(
+                lambda: first_syncs(pg) >= len(tokens),
+                timeout=args.fanout_wait * 4,
+                interval=1,
+                what="every account's first feed sync",
+            )
         aging = Aging(pg, slugs, args.refresh_every)
         since = time.time()
         load = stack.Load(
@@ -218,16 +245,19 @@ def main() -> int:
         client_cpu = time.process_time() - cpu_before
         aging.stop()
         time.sleep(3)  # let the last due account finish
-        if fanned:  # the fan-out's last refreshes, still sampled
-            wait_for(
-                lambda: (
-                    refreshes_since(pg, since).get("success", 0)
-                    >= len(fanned) + len(aging.made_due)
-                ),
-                timeout=120,
-                interval=1,
-                what="the fan-out's refreshes",
-            )
+        if fanned:  # the fan-out's last refreshes (behind first feed syncs), still sampled
+            try:
+                wait_for(
+                    lambda: (
+                        refreshes_since(pg, since).get("success", 0)
+                        >= len(fanned) + len(aging.made_due)
+                    ),
+                    timeout=args.fanout_wait,
+                    interval=1,
+                    what="the fan-out's refreshes",
+                )
+            except StackError:
+                pass  # reported below: how many were done while memory was sampled
         memory.stop()
         refreshes = refreshes_since(pg, since)
 
@@ -256,7 +286,8 @@ def main() -> int:
         )
         print(
             f"  beat refreshed {refreshes.get('success', 0)} account(s) during the run "
-            f"({len(aging.made_due)} made due; outcomes {refreshes})"
+            f"({len(aging.made_due)} made due one by one, {len(fanned)} at once; "
+            f"outcomes {refreshes})"
         )
         if one_dyno:
             print(

@@ -214,6 +214,24 @@ class Browser:
         return self._send("POST", url, data=data)
 
 
+def wait_healthy(honcho: subprocess.Popen, browser: Browser, log: Path) -> dict:
+    """Wait for ``/healthz`` 200 (the web server up, the database and the broker
+    answering, a recent heartbeat from beat); returns its answer."""
+
+    def healthy() -> bool:
+        assert honcho.poll() is None, tail(log)
+        try:
+            return browser.get("/healthz").status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    wait_for(healthy, timeout=120, what="/healthz 200 (web up, worker heartbeat)")
+    health = browser.get("/healthz").json()
+    assert health["database"] == "ok" and health["broker"] == "ok"
+    assert health["heartbeat"]["stale"] is False
+    return health
+
+
 def form_fields(page: str) -> dict[str, str]:
     return {
         html.unescape(name): html.unescape(value)

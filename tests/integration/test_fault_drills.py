@@ -495,6 +495,7 @@ def test_d_postgres_restarts(drill):
     database while it is down: the 5xx they get is the figure reported."""
     drill.load.phase = "d"
     drill.make_due("d")
+    time.sleep(2)  # requests sent before this phase are answered before the outage
     drill.pg.down()
     dropped = drill.drop_served_copies("d")
     time.sleep(5)

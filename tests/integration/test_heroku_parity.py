@@ -52,6 +52,7 @@ from tests.integration.heroku_app import (
     tail,
     token_state,
     wait_for,
+    wait_healthy,
 )
 
 pytestmark = [
@@ -164,17 +165,7 @@ def test_the_procfile_runs_like_a_heroku_app(dyno, sandbox, heroku_redis):  # no
     honcho = dyno.honcho("web", "worker", log=log)
     browser = Browser(dyno)
 
-    def healthy():
-        assert honcho.poll() is None, tail(log)
-        try:
-            return browser.get("/healthz").status_code == 200
-        except requests.ConnectionError:
-            return False
-
-    wait_for(healthy, timeout=120, what="/healthz 200 (web up, worker heartbeat)")
-    health = browser.get("/healthz").json()
-    assert health["database"] == "ok" and health["broker"] == "ok"
-    assert health["heartbeat"]["stale"] is False
+    wait_healthy(honcho, browser, log)
     # Uptime monitors may use plain HTTP; everything else goes to https.
     plain = requests.get(f"{browser.origin}/healthz", timeout=10)
     assert plain.status_code == 200

@@ -49,6 +49,7 @@ from tests.integration.heroku_app import (
     tail,
     token_state,
     wait_for,
+    wait_healthy,
 )
 
 pytestmark = [
@@ -115,17 +116,8 @@ def test_one_dyno_runs_web_worker_and_beat_on_postgres_alone(dyno, sandbox):
     honcho = dyno.honcho("web", log=log)
     browser = Browser(dyno)
 
-    def healthy():
-        assert honcho.poll() is None, tail(log)
-        try:
-            return browser.get("/healthz").status_code == 200
-        except requests.ConnectionError:
-            return False
-
     # 200 needs the web server, the broker and a recent heartbeat: beat in the dyno.
-    wait_for(healthy, timeout=120, what="/healthz 200 (web up, in-dyno worker heartbeat)")
-    health = browser.get("/healthz").json()
-    assert health["database"] == "ok" and health["broker"] == "ok"
+    wait_healthy(honcho, browser, log)
     # One dyno: the server's and the worker's processes, all in the web line's
     # process group (so honcho's signal and Heroku's reach the same processes).
     pids = processes_of(dyno, honcho)
