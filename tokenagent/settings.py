@@ -269,6 +269,11 @@ CELERY_TASK_TIME_LIMIT = 180  # well below Redis' one-hour visibility timeout
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 20  # Heroku kills 30 s after SIGTERM
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Celery's Django fixup closes every database connection before and after each task
+# unless this is set; then only once per this many tasks (per process). Connections
+# are kept like a web thread's instead (tokenagent/celery.py: CONN_MAX_AGE, health
+# checks, a failed one closed after its task).
+CELERY_DB_REUSE_MAX = 10_000
 
 
 def _bounded_int(name: str, *, default: int, low: int, high: int, why: str) -> int:

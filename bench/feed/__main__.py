@@ -39,19 +39,9 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from harness import procfile_stack as stack  # noqa: E402
-from harness.processes import PrivateRedis, Process, proc_stats, wait_for  # noqa: E402
+from harness.processes import PrivateRedis, Process, cpu_seconds, wait_for  # noqa: E402
 
 SIGNING_KEY = "bench-feed-sandbox-signing-key"  # noqa: S105 (throwaway, like its database)
-TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(sid: int) -> float:
-    """User + system CPU of a process group's live processes and the children they
-    reaped (a recycled pool process counts)."""
-    ticks = sum(
-        sum(int(f) for f in fields[11:15]) for _, fields in proc_stats() if int(fields[3]) == sid
-    )
-    return ticks / TICKS_PER_SECOND
 
 
 @dataclass

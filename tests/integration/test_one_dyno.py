@@ -122,7 +122,7 @@ def test_one_dyno_runs_web_worker_and_beat_on_postgres_alone(dyno, sandbox):
     # process group (so honcho's signal and Heroku's reach the same processes).
     pids = processes_of(dyno, honcho)
     commands = " | ".join(command_of(p) for p in pids)
-    assert "gunicorn" in commands and "celery" in commands, commands
+    assert "tokenagent.web" in commands and "celery" in commands, commands
     assert len({_pgid(p) for p in pids}) == 1, commands
 
     # Sign in; the connection queues the account's first feed sync.

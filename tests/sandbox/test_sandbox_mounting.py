@@ -155,6 +155,7 @@ def production_sandbox(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert proc.stdout is not None and proc.stderr is not None
     try:
         line = proc.stdout.readline()
         match = re.search(r"listening on (http://\S+)", line)

@@ -48,7 +48,7 @@ def agent(settings):
 def dump() -> str:
     """Every row of every table as text, session payloads decoded: what a thief of
     a backup (or of Heroku Postgres credentials) reads."""
-    chunks = []
+    chunks: list[str] = []
     with connection.cursor() as cur:
         for table in connection.introspection.table_names():
             cur.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608

@@ -111,7 +111,7 @@ def test_each_row_names_procfile_processes_and_fits_herokus_limits(row):
 
 def test_the_web_line_runs_the_launcher_with_the_web_server_and_the_worker_line_exists():
     lines = procfile()
-    assert lines["web"].startswith("python scripts/dyno.py gunicorn ")
+    assert lines["web"].startswith("python scripts/dyno.py python -m tokenagent.web ")
     assert "--beat" in lines["worker"] and "REMAP_SIGTERM=SIGQUIT" in lines["worker"]
     assert lines["release"].startswith("python manage.py migrate")
 
