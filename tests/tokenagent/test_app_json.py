@@ -354,7 +354,8 @@ def test_the_web_process_adds_no_second_access_log():
 
     procfile = (BASE_DIR / "Procfile").read_text()
     web = next(line for line in procfile.splitlines() if line.startswith("web:"))
-    assert web == "web: python -m tokenagent.web tokenagent.wsgi:application"
+    # scripts/dyno.py runs the server beside the worker (the one-dyno formation).
+    assert web == "web: python scripts/dyno.py python -m tokenagent.web tokenagent.wsgi:application"
     assert web_server.server_options({})["log_access"] is False
     assert not {n for n in env_entries() if n.startswith(("GUNICORN", "GRANIAN"))}
 
