@@ -52,6 +52,8 @@ def test_beat_schedule_has_one_entry_for_refresh_due_accounts():
     (entry,) = schedule.values()
     assert entry["task"] == "accounts.tasks.refresh_due_accounts"
     assert entry["schedule"] == settings.REFRESH_TICK_SECONDS
+    # A stale tick is dropped rather than run late, ahead of the refreshes it queued.
+    assert entry["options"]["expires"] == settings.REFRESH_TICK_SECONDS
     # The name points at a real task.
     app.loader.import_default_modules()
     assert "accounts.tasks.refresh_due_accounts" in app.tasks
