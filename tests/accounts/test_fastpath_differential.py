@@ -32,7 +32,6 @@ from accounts.fastpath import FastPath
 from accounts.models import AccessToken, InstagramAccount
 from accounts.services.tokens import token_store
 from tests.factories import make_account
-from tests.security import hostile
 
 pytestmark = pytest.mark.django_db
 
@@ -255,10 +254,7 @@ def clock():
 
 
 @pytest.fixture
-def handlers(settings, monkeypatch, clock):
-    settings.CACHES = hostile.private_caches("fastpath")
-    settings.TOKEN_CACHE_MAX_AGE = 3600
-    settings.JS_CONSTANT_NAME = "InstagramToken"
+def handlers(settings, monkeypatch, clock, fresh_cache):
     settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
     # As Django's test client does: a request must not close the test's transaction.
     request_started.disconnect(close_old_connections)
