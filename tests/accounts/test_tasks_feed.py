@@ -2,7 +2,7 @@
 over real HTTP against the sandbox Instagram on the live server: retries of
 transient failures with the refresh's backoff, no retry for what retrying cannot
 fix, the due re-check, one task per feed. The sync itself is covered by
-test_feed_sync.py."""
+test_services_feed.py."""
 
 from datetime import timedelta
 from unittest import mock
