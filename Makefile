@@ -8,7 +8,7 @@ VENV   ?= .venv
 PORT   ?= 8000
 BIN    := $(VENV)/bin
 
-.PHONY: run test install install-dev lint typecheck format bench-token bench-refresh bench-load bench-feed audit clean
+.PHONY: run test install install-dev lint typecheck format layout bench-token bench-refresh bench-load bench-feed audit clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -33,10 +33,11 @@ run: install
 test: install-dev
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest
 
-# ruff (style, gating in CI), and mypy with the django-stubs plugin ([tool.mypy] in
-# pyproject.toml; `make typecheck`, reported by CI but not gating until it passes).
+# The gate CI runs before the tests: ruff (lint and format) and mypy with the
+# django-stubs plugin ([tool.mypy] in pyproject.toml: annotations required outside
+# the Django glue). `make typecheck` runs mypy alone.
 lint: install-dev
-	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+	$(BIN)/ruff check . && $(BIN)/ruff format --check . && $(BIN)/mypy
 
 typecheck: install-dev
 	$(BIN)/mypy
@@ -44,16 +45,22 @@ typecheck: install-dev
 format: install-dev
 	$(BIN)/ruff format . && $(BIN)/ruff check --fix .
 
+# The code's layout, one line per module: name, lines, the docstring's first sentence.
+layout:
+	$(PYTHON) scripts/layout
+
 # The benchmarks need only the runtime requirements (their process plumbing is in
 # harness/, not in tests/) and a few system programs, which
 # scripts/install-bench-tools installs from Debian's packages when missing (root or
 # sudo the first time). ARGS="--help" lists each one's options.
 
-# Token endpoints vs a bare Django view under the Procfile's web server. Needs wrk
+# Token endpoints vs a bare Django view under the Procfile's web server (Granian) and
+# gunicorn, the alternative (its pin is in requirements-dev.txt). Needs wrk
 # (installed if missing); Redis figures too when it answers on 127.0.0.1:6379.
 # Quick run: make bench-token ARGS="--servers procfile --caches file --rounds 1 --duration 2 --rate-duration 2"
 bench-token: install
 	./scripts/install-bench-tools wrk
+	$(BIN)/pip install -q "$$(grep '^gunicorn==' requirements-dev.txt | cut -d' ' -f1)"
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.token_endpoints $(ARGS)
 
 # 10,000 due accounts, Instagram answering after 100 ms, one Celery worker (threads
@@ -65,12 +72,13 @@ bench-refresh: install
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.refresh_fanout $(ARGS)
 
 # The Procfile's web + worker (beat) on a private PostgreSQL and Redis with the sandbox
-# Instagram: a steady 1,000 token requests/s for 60 s while beat refreshes accounts;
-# prints requests, errors, p50/p99 and peak memory of web and worker. Needs
-# redis-server and PostgreSQL's initdb/pg_ctl (installed if missing; no server
-# need be running). Quick run: make bench-load ARGS="--rate 100 --duration 5 --accounts 3"
+# Instagram: a steady 5,000 token and feed requests/s for 60 s (wrk with
+# bench/load/rate.lua) while beat refreshes tokens and syncs feeds; prints requests,
+# errors, latency percentiles, send lag and peak memory (PSS) of web and worker.
+# Needs wrk, redis-server and PostgreSQL's initdb/pg_ctl (installed if missing; no
+# server need be running). Quick run: make bench-load ARGS="--rate 500 --duration 5 --accounts 3"
 bench-load: install
-	./scripts/install-bench-tools redis-server initdb
+	./scripts/install-bench-tools wrk redis-server initdb
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.load $(ARGS)
 
 # Feed sync: the Procfile's worker (beat) on a private PostgreSQL and Redis reads 100

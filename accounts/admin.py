@@ -1,3 +1,6 @@
+"""The Django admin: accounts (with their token masked, never shown), refresh
+attempts, heartbeats, invites and owner identities."""
+
 from django import forms
 from django.contrib import admin
 

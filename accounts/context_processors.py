@@ -1,3 +1,5 @@
+"""Template context every page gets (``agent``)."""
+
 from django.conf import settings
 
 

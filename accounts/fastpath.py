@@ -302,7 +302,7 @@ class FastPath:
         answer = reader.answer(visit, entry)
         if answer.status >= 400 and not answer.quiet:
             return None  # Django logs it (django.request)
-        body = answer.body.encode()
+        body = answer.body if isinstance(answer.body, bytes) else answer.body.encode()
         headers = [("Content-Type", answer.content_type)] if answer.content_type else []
         headers.extend(answer.headers)
         before, after = config.stack.trailer(path, scheme == "https", answer.status)

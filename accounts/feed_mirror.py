@@ -181,6 +181,7 @@ class Mirror:
     def post(self, m: instagram.Media) -> dict | None:
         """The stored shape of one listed post, or None when it has no picture."""
         children = [c for c in (self._item(c) for c in m.children) if c is not None]
+        post: dict | None
         if m.media_type == "CAROUSEL_ALBUM" and m.children:
             if not children:
                 return None

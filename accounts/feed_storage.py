@@ -14,6 +14,7 @@ PostgreSQL) fail a deletion that raced a new use rather than orphan it."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import secrets
 
@@ -123,7 +124,7 @@ def images_delete_unused() -> int:
                 # (checked at commit) catches one that appears after that.
                 count, _ = FeedImage.objects.filter(pk__in=[pk for pk, _, _ in batch]).delete()
                 files = [(alias, name) for _, alias, name in batch if alias and name]
-                transaction.on_commit(lambda files=files: _delete_files(files))
+                transaction.on_commit(functools.partial(_delete_files, files))
         except (IntegrityError, ProtectedError):
             logger.info("feed image cleanup raced a sync; the next cleanup retries")
             return deleted

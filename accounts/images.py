@@ -125,7 +125,9 @@ def image_renditions(
         renditions = []
         for width in targets:
             height = max(1, round(img.height * width / img.width))
-            sized = img if width == img.width else img.resize((width, height), Image.LANCZOS)
+            sized = (
+                img if width == img.width else img.resize((width, height), Image.Resampling.LANCZOS)
+            )
             renditions.append(_encode(sized))
     except (OSError, ValueError) as exc:  # a mode Pillow cannot convert or encode
         raise ImageRejected(f"cannot convert the image ({type(exc).__name__})") from None

@@ -838,8 +838,8 @@ def media_list(*, access_token: str, limit: int) -> list[Media]:
                     return list(found.values())
         if offered and not found:
             raise InstagramMalformedResponseError("/me/media listed no readable post")
-        paging = body.get("paging") if isinstance(body.get("paging"), dict) else {}
-        nxt = paging.get("next")
+        paging = body.get("paging")
+        nxt = paging.get("next") if isinstance(paging, dict) else None
         if not isinstance(nxt, str) or not nxt or nxt in followed:
             break
         if data and len(found) == before:

@@ -11,6 +11,7 @@ callback exactly one wins, so a code is never exchanged twice.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.contrib.sessions.backends.base import SessionBase
 from django.http import HttpRequest
@@ -18,6 +19,9 @@ from django.urls import reverse
 from django.utils import timezone
 
 from accounts.models import Invite, OAuthState
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
 
 # Long enough to type a password and pass two-factor checks, short enough that a
 # leaked state is worthless soon after.
@@ -57,14 +61,17 @@ def _session_key(session: SessionBase) -> str:
     session[SESSION_FLAG] = True
     if not session.session_key:
         session.save()
-    return session.session_key
+    key = session.session_key
+    if not key:
+        raise RuntimeError("the session store saved the session without a key")
+    return key
 
 
 def oauth_state_create(
     *,
     session: SessionBase,
     purpose: str,
-    user=None,
+    user: User | AnonymousUser | None = None,
     invite: Invite | None = None,
     now: datetime | None = None,
 ) -> OAuthState:

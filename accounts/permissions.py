@@ -7,7 +7,11 @@ new handle and whoever registers the old handle gets nothing. Checked on every
 request, so removing a name from the setting locks that person out at once.
 """
 
+from __future__ import annotations
+
+from collections.abc import Callable
 from functools import wraps
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
@@ -16,6 +20,12 @@ from django.db.models import Q
 
 from accounts.models import OwnerIdentity
 from accounts.usernames import username_or_none
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+    from django.http import HttpRequest, HttpResponse
+
+    from accounts.models import InstagramAccount
 
 
 def owner_listed_name(username: str) -> str | None:
@@ -43,7 +53,7 @@ def owner_listed(*, ig_user_id: str, username: str) -> bool:
     return name is not None and all(pinned_name != name for pinned_name, _ in pins)
 
 
-def is_owner(user) -> bool:
+def is_owner(user: User | AnonymousUser) -> bool:
     if not user.is_authenticated or not user.is_active:
         return False
     if user.is_staff:
@@ -54,7 +64,7 @@ def is_owner(user) -> bool:
     )
 
 
-def owner_may_sign_in(*, ig_user_id: str, username: str, account) -> bool:
+def owner_may_sign_in(*, ig_user_id: str, username: str, account: InstagramAccount | None) -> bool:
     """Who may sign in with the Instagram account ``/me`` described: an owner by
     :func:`owner_listed`, or one already linked to an active staff user."""
     if owner_listed(ig_user_id=ig_user_id, username=username):
@@ -63,11 +73,11 @@ def owner_may_sign_in(*, ig_user_id: str, username: str, account) -> bool:
     return bool(user is not None and user.is_staff and user.is_active)
 
 
-def owner_required(view):
+def owner_required(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
     """Anonymous visitors go to sign-in; signed-in non-owners get 403."""
 
     @wraps(view)
-    def wrapper(request, *args, **kwargs):
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
         if not request.user.is_authenticated:
             return redirect_to_login(request.get_full_path())
         if not is_owner(request.user):

@@ -35,6 +35,7 @@ from __future__ import annotations
 import ipaddress
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from django.conf import settings
@@ -165,7 +166,7 @@ def _refusal(rule: Rule, retry_after: int) -> HttpResponse:
     response["Cache-Control"] = "no-store"
     # Logged once per window by the middleware; keep django.request from adding a
     # warning per refused request.
-    response._has_been_logged = True
+    response._has_been_logged = True  # type: ignore[attr-defined]  # django.utils.log's flag
     return response
 
 
@@ -173,7 +174,7 @@ class RateLimitMiddleware:
     """Counts and refuses by path; placed early in ``MIDDLEWARE`` so a refused
     request costs one cache round trip and nothing else."""
 
-    def __init__(self, get_response):
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         for rule in RULES:
             rate_of(rule)  # a typo in a rate stops the process at start, not each request

@@ -31,15 +31,18 @@ not supported and is ignored.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.core import checks
 
 from accounts import cors, crypto, snippets
 from accounts.selectors.serving import TOKEN_UNREADABLE, ServedToken
+
+if TYPE_CHECKING:
+    from django.apps import AppConfig
 
 JSON = "application/json"
 JAVASCRIPT = "text/javascript; charset=utf-8"
@@ -366,7 +369,9 @@ def _js_answer(visit: Visit, read: Callable[[], ServedToken | None]) -> Answer:
 # --- Settings check (registered by AccountsConfig.ready) ------------------------------------
 
 
-def check_serving_settings(app_configs=None, **kwargs) -> list[checks.CheckMessage]:
+def check_serving_settings(
+    app_configs: Sequence[AppConfig] | None = None, **kwargs: object
+) -> list[checks.CheckMessage]:
     """``ALLOWED_DOMAINS`` entries that match nothing, and an unusable ``JS_CONSTANT_NAME``."""
     messages: list[checks.CheckMessage] = []
     for problem in cors.validate(settings.ALLOWED_DOMAINS):

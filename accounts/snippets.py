@@ -21,11 +21,12 @@ INSTAFEED_CDN_DIR = f"https://cdn.jsdelivr.net/npm/instafeed.js@{INSTAFEED_VERSI
 INSTAFEED_CDN_URL = f"{INSTAFEED_CDN_DIR}dist/instafeed.min.js"
 INSTAFEED_INTEGRITY = "sha384-yWT9fA1lUQIwm3PVfaBFR9GXMNR8fmWgIgMMoJiBtYiNLgRqZrXIblhTN6/PE0XJ"
 
-# Instafeed.js options every snippet passes (and accounts/static/accounts/preview.js,
-# verbatim). Its default template puts the raw caption into title="..." and the
-# result into innerHTML, so a caption could close the attribute and add markup (a
-# <meta http-equiv="refresh">, an <img onerror>). The transform escapes every field
-# the template uses; the template names no other field. Indented for the snippets.
+# Instafeed.js options every snippet passes (and the preview page, through the
+# script accounts/views/preview.py serves). Its default template puts the raw
+# caption into title="..." and the result into innerHTML, so a caption could close
+# the attribute and add markup (a <meta http-equiv="refresh">, an <img onerror>).
+# The transform escapes every field the template uses; the template names no other
+# field. Indented for the snippets.
 TEXT_ONLY_OPTIONS = """\
     // Captions are text, not markup: escape every field the template uses.
     transform: function (item) {

@@ -82,7 +82,8 @@ def _local_seconds() -> float:
     return getattr(settings, "TOKEN_CACHE_LOCAL_SECONDS", 0)
 
 
-def get(key: str):
+def get(key: str) -> object:
+    """The copy stored under ``key`` (this process's first), or None; callers check its type."""
     seconds = _local_seconds()
     if seconds > 0:
         now = time.monotonic()
@@ -106,7 +107,7 @@ def clear_local() -> None:
     _local.clear()
 
 
-def store(key: str, entry, *, timeout: int, account_id: int | None = None) -> bool:
+def store(key: str, entry: object, *, timeout: int, account_id: int | None = None) -> bool:
     """Store ``entry``; False when the cache could not take it."""
     try:
         cache.set(key, entry, timeout)
@@ -226,7 +227,13 @@ def _schedule(account_id: int | None, *slugs: str | None) -> None:
     transaction.on_commit(pending.flush)
 
 
-def _account_saving(sender, instance: InstagramAccount, raw=False, update_fields=None, **kwargs):
+def _account_saving(
+    sender: type[InstagramAccount],
+    instance: InstagramAccount,
+    raw: bool = False,
+    update_fields: frozenset[str] | None = None,
+    **kwargs: object,
+) -> None:
     # A rename must also drop the entry under the old slug: read it before it is gone.
     if raw or instance._state.adding or instance.pk is None:
         return
@@ -236,13 +243,15 @@ def _account_saving(sender, instance: InstagramAccount, raw=False, update_fields
     instance.__dict__["_served_slug_before"] = old if old != instance.slug else None
 
 
-def _account_written(sender, instance: InstagramAccount, **kwargs) -> None:
+def _account_written(
+    sender: type[InstagramAccount], instance: InstagramAccount, **kwargs: object
+) -> None:
     # Values are read now: after a delete the instance's pk is None by commit time.
     old = instance.__dict__.pop("_served_slug_before", None)
     _schedule(instance.pk, instance.slug, old)
 
 
-def _child_written(sender, instance: AccessToken | FeedSnapshot, **kwargs) -> None:
+def _child_written(sender: type, instance: AccessToken | FeedSnapshot, **kwargs: object) -> None:
     # A token or a feed snapshot: what is served for its account changed.
     slug: str | None
     if type(instance).account.is_cached(instance):

@@ -70,6 +70,11 @@ owner_urlpatterns = [
     path("connect/", owner.connect_start, name="connect"),
     path("accounts/<slug:slug>/", owner.account_detail, name="account"),
     path("accounts/<slug:slug>/preview/", preview.token_preview, name="token-preview"),
+    path(
+        "preview/instafeed-options.js",
+        preview.instafeed_options_js,
+        name="preview-instafeed-options",
+    ),
     path("accounts/<slug:slug>/refresh/", refresh.refresh_now, name="account-refresh"),
     path("accounts/<slug:slug>/disconnect/", owner.account_disconnect, name="account-disconnect"),
     path("accounts/<slug:slug>/rename/", owner.account_rename, name="account-rename"),

@@ -232,8 +232,8 @@ def agent_env(
         "INSTAGRAM_AUTHORIZE_URL": f"{instagram_url}/oauth/authorize",
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",  # what Heroku sets on a basic dyno
-        # Bind loopback only; the Procfile line itself is run unchanged.
-        "GUNICORN_CMD_ARGS": f"--bind {HOST}:{port}",
+        # Bind loopback only (tokenagent/web.py); the Procfile line itself is run unchanged.
+        "WEB_HOST": HOST,
         "LOG_LEVEL": "INFO",
     }
     env.update({k: str(v) for k, v in extra.items()})

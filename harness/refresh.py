@@ -1,5 +1,5 @@
 """Real processes for the refresh-engine integration tests and the benchmark:
-a Celery worker with embedded beat, a gunicorn web process, and a tiny HTTP
+a Celery worker with embedded beat, the web process (tokenagent/web.py), and a tiny HTTP
 receiver standing in for the owner's alert webhook. The process plumbing (free
 ports, ``wait_for``, process groups, the private redis-server) is in
 harness/processes.py.
@@ -130,18 +130,7 @@ def worker_process(
 
 
 def web_process(env: dict[str, str], logdir: Path, port: int) -> AgentProcess:
-    argv = [
-        sys.executable,
-        "-m",
-        "gunicorn",
-        "tokenagent.wsgi",
-        "--bind",
-        f"127.0.0.1:{port}",
-        "--workers",
-        "1",
-        "--threads",
-        "4",
-        "--timeout",
-        "25",
-    ]
+    """The Procfile's web server with one worker, on loopback."""
+    argv = [sys.executable, "-m", "tokenagent.web", "tokenagent.wsgi:application"]
+    env = {**env, "WEB_HOST": "127.0.0.1", "PORT": str(port), "WEB_CONCURRENCY": "1"}
     return AgentProcess("web", argv, env, logdir)

@@ -1,4 +1,6 @@
-# Import the Celery app so that @shared_task binds to it.
+"""The Django project: settings, URLs, WSGI, the web process (Granian), the Celery
+app and the log format. Importing it loads the Celery app, so @shared_task binds to it."""
+
 from .celery import app as celery_app
 
 __all__ = ("celery_app",)

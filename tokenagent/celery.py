@@ -30,7 +30,7 @@ def _use_django_logging(**kwargs: object) -> None:
 def _freeze_heap(**kwargs: object) -> None:
     """The worker forks its pool processes and the embedded beat from this process:
     freeze what is loaded by now, so the garbage collector in each child leaves the
-    shared objects alone instead of copying their pages (the same as gunicorn's
-    master does in ``tokenagent.gunicorn_config``)."""
+    shared objects alone instead of copying their pages (the same as the web
+    server's main process does in ``tokenagent.web``)."""
     gc.collect()
     gc.freeze()

@@ -13,6 +13,7 @@ import zlib
 from functools import lru_cache
 
 from django.http import HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.urls import reverse
 from PIL import Image, ImageDraw, ImageFont
 
@@ -141,7 +142,7 @@ def _too_large():
         yield chunk
 
 
-def hostile_response(kind: str) -> HttpResponse:
+def hostile_response(kind: str) -> HttpResponseBase:
     """The body a CDN failure kind answers with (HTTP 200 every time)."""
     if kind == "not_image":
         return HttpResponse(

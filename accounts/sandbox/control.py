@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from accounts.sandbox import catalog, cdn, state, tokens
-from accounts.sandbox.views import MAX_SLOW_SECONDS, check_failure_kind
+from accounts.sandbox.failures import MAX_SLOW_SECONDS, check_failure_kind
 
 
 def _json_body(request: HttpRequest) -> dict:

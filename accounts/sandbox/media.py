@@ -10,7 +10,8 @@ from django.urls import reverse
 from django.views.decorators.http import require_http_methods
 
 from accounts.sandbox import catalog, cdn, tokens
-from accounts.sandbox.views import _graph, _token_or_error, endpoint, graph_error
+from accounts.sandbox.failures import PAGING_MARK, endpoint
+from accounts.sandbox.graph import graph_error, graph_json, token_or_error
 
 DEFAULT_LIMIT = 25  # Graph's usual default (docs/instagram.md section 6: unconfirmed)
 MAX_LIMIT = 100
@@ -36,8 +37,8 @@ def _page_url(request: HttpRequest, *, version: str, uid: str, **cursor: str) ->
 
 
 def _tweak_next(request: HttpRequest, nxt: str | None) -> str | None:
-    """The scripted hostile paging kinds (views.failure_response marks the request)."""
-    kind = getattr(request, "sandbox_paging", None)
+    """The scripted hostile paging kinds (failures.failure_response marks the request)."""
+    kind = request.META.get(PAGING_MARK)
     if kind == "paging_loop":
         return request.build_absolute_uri()  # this very page, again and again
     if kind == "paging_offhost" and nxt:
@@ -50,9 +51,9 @@ def _tweak_next(request: HttpRequest, nxt: str | None) -> str | None:
 @endpoint("media")
 @require_http_methods(["GET", "OPTIONS"])
 def media(request: HttpRequest, version: str | None = None, ig_id: str | None = None):
-    tok, err = _token_or_error(request)
-    if err:
-        return err
+    tok = token_or_error(request)
+    if isinstance(tok, HttpResponse):
+        return tok
     uid = tokens.user_id_for(tok.username)
     if ig_id is not None and ig_id != uid:
         return graph_error(
@@ -99,7 +100,7 @@ def media(request: HttpRequest, version: str | None = None, ig_id: str | None = 
         if newer:
             paging["previous"] = _page_url(request, version=version, uid=uid, before=first)
         body["paging"] = paging
-    return _graph(body)
+    return graph_json(body)
 
 
 @endpoint("cdn")

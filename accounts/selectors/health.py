@@ -71,7 +71,8 @@ def _kombu_status(url: str) -> str:
         transport_options=getattr(settings, "CELERY_BROKER_TRANSPORT_OPTIONS", None) or {},
     )
     try:
-        conn.ensure_connection(max_retries=1, timeout=PROBE_TIMEOUT)
+        # kombu-stubs say int; kombu adds it to time() (utils.functional.retry_over_time).
+        conn.ensure_connection(max_retries=1, timeout=PROBE_TIMEOUT)  # type: ignore[arg-type]
     except (BrokerOperationalError, OSError) as exc:
         logger.warning("broker probe failed: %s", type(exc).__name__)
         return DOWN

@@ -13,6 +13,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.conf import settings
 from django.utils import timezone
@@ -30,6 +31,9 @@ from accounts.services.accounts import (
 )
 from accounts.services.errors import ConnectError
 from tokenagent.redaction import redact
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
 
 logger = logging.getLogger(__name__)
 
@@ -120,40 +124,37 @@ def token_probe(*, access_token: str, now: datetime | None = None) -> ProbedToke
     )
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Planned:
     label: str
     access_token: str = field(repr=False)
     slug: str | None
-    profile: instagram.Profile | None = None
-    probed: ProbedToken | None = None
+    profile: instagram.Profile
 
 
 def _plan_check_slugs(plans: list[_Planned]) -> None:
     """Refuse slugs that are malformed, repeated, or served for another account."""
     seen: dict[str, str] = {}
     for plan in plans:
-        profile = plan.profile
         if plan.slug is None:
             continue
         other = InstagramAccount.objects.filter(slug__iexact=plan.slug).first()
-        if other is not None and profile is not None and other.ig_user_id != profile.user_id:
+        if other is not None and other.ig_user_id != plan.profile.user_id:
             raise SlugError(
                 f"{shown_name(plan.label)}: {shown_name(plan.slug)!r} is already the name of "
                 f"@{other.username}; "
                 "rename or disconnect that account first, or choose another name."
             )
         key = plan.slug.lower()
-        if key in seen and profile is not None and seen[key] != profile.user_id:
+        if key in seen and seen[key] != plan.profile.user_id:
             raise SlugError(f"the name {shown_name(plan.slug)!r} is used twice.")
-        if profile is not None:
-            seen[key] = profile.user_id
+        seen[key] = plan.profile.user_id
 
 
 def accounts_import(
     *,
     tokens: list[tuple[str, str, str | None]],
-    connected_by=None,
+    connected_by: User | AnonymousUser | None = None,
     make_default: bool = False,
     refresh_frequency: str | None = None,
 ) -> list[ImportResult]:
@@ -163,28 +164,34 @@ def accounts_import(
     anything is stored; then each token's lifetime is probed (a refresh) and all
     accounts are stored in one transaction. An account already connected is
     updated in place (and renamed when a free slug is given)."""
-    plans = []
+    items = []
     for label, token, slug in tokens:
         if slug is not None:
             slug = slug_validate(slug=slug, unique=False)
-        plans.append(_Planned(label=label, access_token=(token or "").strip(), slug=slug))
-    for plan in plans:
-        plan.profile = token_validate(access_token=plan.access_token, label=plan.label)
+        items.append((label, (token or "").strip(), slug))
+    plans = [
+        _Planned(
+            label=label,
+            access_token=token,
+            slug=slug,
+            profile=token_validate(access_token=token, label=label),
+        )
+        for label, token, slug in items
+    ]
     _plan_check_slugs(plans)
-    for plan in plans:
-        plan.probed = token_probe(access_token=plan.access_token)
+    probed = [token_probe(access_token=plan.access_token) for plan in plans]
 
     def write() -> list[ImportResult]:
         results = []
-        for plan in plans:
+        for plan, token in zip(plans, probed, strict=True):
             account, created = account_upsert(
                 profile=plan.profile,
-                token=plan.probed,
+                token=token,
                 connected_by=connected_by,
                 slug=plan.slug,
                 refresh_frequency=refresh_frequency,
             )
-            results.append(ImportResult(account=account, created=created, note=plan.probed.note))
+            results.append(ImportResult(account=account, created=created, note=token.note))
         if make_default and results and not InstagramAccount.objects.filter(is_default=True):
             first = results[0].account
             first.is_default = True
@@ -200,7 +207,11 @@ def accounts_import(
 
 
 def account_import_token(
-    *, access_token: str, slug: str | None = None, connected_by=None, make_default: bool = False
+    *,
+    access_token: str,
+    slug: str | None = None,
+    connected_by: User | AnonymousUser | None = None,
+    make_default: bool = False,
 ) -> ImportResult:
     """Import one token (the paste form, ``import_token``, ``STARTING_TOKEN``)."""
     return accounts_import(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from django.core import signing
 from django.utils import timezone
@@ -12,6 +13,9 @@ from django.utils import timezone
 from accounts.models import Invite
 from accounts.services.accounts import is_user
 from accounts.services.errors import ConnectError, SignInError
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +39,11 @@ class InviteError(SignInError):
 
 
 def invite_create(
-    *, created_by, note: str = "", days: int = INVITE_DEFAULT_DAYS, now: datetime | None = None
+    *,
+    created_by: User | AnonymousUser | None,
+    note: str = "",
+    days: int = INVITE_DEFAULT_DAYS,
+    now: datetime | None = None,
 ) -> Invite:
     if not 1 <= days <= INVITE_MAX_DAYS:
         raise ConnectError(f"An invite lasts between 1 and {INVITE_MAX_DAYS} days.")
@@ -69,8 +77,8 @@ def invite_state(invite: Invite | None, now: datetime) -> str | None:
 def invite_check(*, invite: Invite | None, now: datetime | None = None) -> Invite:
     """``invite`` if it can still be used; raises :class:`InviteError`."""
     reason = invite_state(invite, now or timezone.now())
-    if reason:
-        raise InviteError(reason)
+    if reason or invite is None:
+        raise InviteError(reason or InviteError.UNKNOWN)
     return invite
 
 

@@ -15,7 +15,7 @@ import logging
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
@@ -34,6 +34,10 @@ from accounts.services.signin import (
     account_sign_in,
     token_obtain_from_code,
 )
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
+    from django.contrib.sessions.backends.base import SessionBase
 
 logger = logging.getLogger(__name__)
 
@@ -84,11 +88,11 @@ class CallbackOutcome:
 
 def oauth_callback_complete(
     *,
-    session,
+    session: SessionBase,
     params: Mapping[str, str],
-    user,
+    user: User | AnonymousUser,
     redirect_uri: str,
-    sign_in: Callable[[Any], None],
+    sign_in: Callable[[User], None],
 ) -> CallbackOutcome:
     """Complete the flow the callback's ``state`` belongs to. ``params`` is the
     callback's query, ``user`` the browser's current user, and ``sign_in`` logs a
@@ -111,9 +115,9 @@ def _complete(
     *,
     state: OAuthState,
     params: Mapping[str, str],
-    user,
+    user: User | AnonymousUser,
     redirect_uri: str,
-    sign_in: Callable[[Any], None],
+    sign_in: Callable[[User], None],
 ) -> CallbackOutcome:
     if "error" in params or "error_reason" in params:
         kind = "denied" if params.get("error") == "access_denied" else "instagram_error"
@@ -146,7 +150,11 @@ def _complete(
 
 
 def _finish(
-    *, state: OAuthState, login: InstagramLogin, user, sign_in: Callable[[Any], None]
+    *,
+    state: OAuthState,
+    login: InstagramLogin,
+    user: User | AnonymousUser,
+    sign_in: Callable[[User], None],
 ) -> ConnectResult:
     if state.purpose == Purpose.SIGN_IN:
         with transaction.atomic():
@@ -155,7 +163,7 @@ def _finish(
         return result
     if state.purpose == Purpose.CONNECT:
         return account_connect(login=login, connected_by=user)
-    return account_connect_by_invite(login=login, invite=state.invite)
+    return account_connect_by_invite(login=login, invite=invite_check(invite=state.invite))
 
 
 def _kind_for(error: instagram.InstagramError) -> str:

@@ -100,7 +100,9 @@ def _skip(
     return attempt
 
 
-def _set_error(*, account: InstagramAccount, error: instagram.InstagramError, **fields) -> None:
+def _set_error(
+    *, account: InstagramAccount, error: instagram.InstagramError, **fields: object
+) -> None:
     account_update(
         account=account,
         last_error=redact(error.describe())[:2000],

@@ -11,6 +11,7 @@ cache's receivers see them.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -29,7 +30,7 @@ def _locked_row(
 
 
 def account_refresh_claim(
-    *, account: InstagramAccount, now: datetime, statuses: list[str] | None = None
+    *, account: InstagramAccount, now: datetime, statuses: Collection[str] | None = None
 ) -> datetime | None:
     """Claim ``account`` for one refresh; returns the claim's expiry, or None when
     someone else holds a live claim (or its status is not in ``statuses``). The row

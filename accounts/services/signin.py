@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 from django.contrib.auth import get_user_model
 from django.utils import timezone
@@ -31,6 +31,9 @@ from accounts.permissions import owner_listed_name, owner_may_sign_in
 from accounts.services.accounts import ProbedToken, account_upsert, retry_on_race
 from accounts.services.errors import SignInError
 from accounts.services.invites import InviteError, invite_state
+
+if TYPE_CHECKING:
+    from django.contrib.auth.models import AnonymousUser, User
 
 logger = logging.getLogger(__name__)
 
@@ -66,7 +69,12 @@ class InstagramLogin:
 class ConnectResult:
     account: InstagramAccount
     created: bool
-    user: Any = None  # the Django user to sign in (sign-in only)
+    user: User | None = None  # the Django user to sign in (sign-in only)
+
+
+@dataclass(frozen=True)
+class SignInResult(ConnectResult):
+    user: User  # the Django user the caller signs in
 
 
 def token_obtain_from_code(*, code: str, redirect_uri: str) -> InstagramLogin:
@@ -81,13 +89,13 @@ def token_obtain_from_code(*, code: str, redirect_uri: str) -> InstagramLogin:
     )
 
 
-def account_sign_in(*, login: InstagramLogin) -> ConnectResult:
+def account_sign_in(*, login: InstagramLogin) -> SignInResult:
     """The owner signs in: refuse non-owners before storing anything, then store
     the account and token, pin the listed username and link a Django user, in one
     transaction. The caller signs the returned user in."""
     profile = login.profile
 
-    def write() -> ConnectResult:
+    def write() -> SignInResult:
         existing = (
             InstagramAccount.objects.select_related("user")
             .filter(ig_user_id=profile.user_id)
@@ -103,7 +111,7 @@ def account_sign_in(*, login: InstagramLogin) -> ConnectResult:
             OwnerIdentity.objects.get_or_create(
                 username=name, defaults={"ig_user_id": profile.user_id}
             )
-        return ConnectResult(account=account, created=created, user=user)
+        return SignInResult(account=account, created=created, user=user)
 
     result = retry_on_race(write)
     logger.info(
@@ -132,7 +140,9 @@ def _sign_in_check(*, profile: instagram.Profile, account: InstagramAccount | No
         raise NotAnOwner(profile.username, deactivated=True)
 
 
-def account_connect(*, login: InstagramLogin, connected_by) -> ConnectResult:
+def account_connect(
+    *, login: InstagramLogin, connected_by: User | AnonymousUser | None
+) -> ConnectResult:
     """A signed-in owner connects (or reconnects) an account. Nobody is signed in
     and no user is linked."""
     result = retry_on_race(
@@ -161,7 +171,8 @@ def account_connect_by_invite(*, login: InstagramLogin, invite: Invite) -> Conne
         ).update(used_at=now, account=account)
         if claimed != 1:
             # Rolls back the account and token written above.
-            raise InviteError(invite_state(Invite.objects.filter(pk=invite.pk).first(), now))
+            reason = invite_state(Invite.objects.filter(pk=invite.pk).first(), now)
+            raise InviteError(reason or InviteError.USED)
         return ConnectResult(account=account, created=created)
 
     result = retry_on_race(write)
@@ -181,10 +192,10 @@ def _probed_from_login(login: InstagramLogin) -> ProbedToken:
     )
 
 
-def _account_link_user(*, account: InstagramAccount):
+def _account_link_user(*, account: InstagramAccount) -> User:
     """The Django user who signs in with ``account``, created on first sign-in.
     Named after the stable Instagram id, so a renamed Instagram handle keeps its user."""
-    if account.user_id is not None:
+    if account.user is not None:
         return account.user
     user_model = get_user_model()
     user, created = user_model.objects.get_or_create(

@@ -1,0 +1,1 @@
+"""Template tags: ``token_serving`` (the snippets' values) and ``refresh_status``."""

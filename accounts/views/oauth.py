@@ -79,7 +79,8 @@ def flow_failure(
 
 def sign_in_failure(request: HttpRequest, error: SignInError) -> HttpResponse:
     """The page for a refusal raised by the services."""
-    retry_url = {RETRY_FLOW: "", RETRY_LOGIN: reverse("accounts:login")}.get(error.retry)
+    retry_urls: dict[str | None, str] = {RETRY_FLOW: "", RETRY_LOGIN: reverse("accounts:login")}
+    retry_url = retry_urls.get(error.retry)
     return flow_failure(
         request,
         error.kind,

@@ -65,24 +65,24 @@ def _active_invites() -> int:
 @owner_required
 @never_cache
 def account_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    return _account_page(request, slug)
+
+
+def _account_page(
+    request: HttpRequest, slug: str, *, rename_form: RenameForm | None = None, status: int = 200
+) -> HttpResponse:
+    """The account's page; ``rename_form`` is a refused rename to show with its errors."""
     row = dashboard.dashboard_account(slug=slug)
     if row is None:
         raise Http404("No such account.")
-    return render(
-        request,
-        "accounts/account_detail.html",
-        _account_context(row, rename_form=RenameForm(initial={"slug": row.account.slug})),
-    )
-
-
-def _account_context(row: dashboard.DashboardAccount, *, rename_form: RenameForm) -> dict:
     account = row.account
-    return {
+    context = {
         "row": row,
         "account": account,
-        "rename_form": rename_form,
+        "rename_form": rename_form or RenameForm(initial={"slug": account.slug}),
         "feed_only_form": FeedOnlyForm(initial={"feed_only": account.feed_only}),
     }
+    return render(request, "accounts/account_detail.html", context, status=status)
 
 
 @owner_required
@@ -124,15 +124,7 @@ def account_rename(request: HttpRequest, slug: str) -> HttpResponse:
                 f"/token/{old}… no longer answers.",
             )
             return HttpResponseRedirect(reverse("accounts:account", args=[account.slug]))
-    row = dashboard.dashboard_account(slug=slug)
-    if row is None:
-        raise Http404("No such account.")
-    return render(
-        request,
-        "accounts/account_detail.html",
-        _account_context(row, rename_form=form),
-        status=400,
-    )
+    return _account_page(request, slug, rename_form=form, status=400)
 
 
 @owner_required

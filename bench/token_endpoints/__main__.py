@@ -56,20 +56,15 @@ def procfile_web_line() -> str:
     raise SystemExit("Procfile has no web: line")
 
 
-# The candidates, each as a Procfile web line would be written (GUNICORN: the
-# Procfile's; see README "Speed" and bench/token_endpoints/drills.py for the choice).
+# The candidates, each as a Procfile web line would be written: Granian through
+# tokenagent/web.py (where its settings live), and gunicorn gthread as the Procfile
+# ran it until Granian measured faster (its hooks in bench/token_endpoints/
+# gunicorn_config.py). docs/SECURITY.md ("Fault drills and load") has the figures and the choice.
+GRANIAN = "python -m tokenagent.web tokenagent.wsgi:application"
 GUNICORN = (
-    "gunicorn tokenagent.wsgi --config python:tokenagent.gunicorn_config --preload "
+    "gunicorn tokenagent.wsgi --config python:bench.token_endpoints.gunicorn_config --preload "
     "--worker-class gthread --threads 4 --timeout 25 --graceful-timeout 20 --keep-alive 95 "
-    "--max-requests 20000 --max-requests-jitter 2000 "
-    "--logger-class tokenagent.gunicorn_logging.RedactingLogger --no-control-socket"
-)
-# Granian with what it offers toward the same guarantees: a bounded graceful stop,
-# crashed workers respawned, idle keep-alive connections held as long as it allows.
-GRANIAN = (
-    "granian --interface wsgi --host 0.0.0.0 --port $PORT --workers ${WEB_CONCURRENCY:-2} "
-    "--blocking-threads 4 --no-access-log --workers-kill-timeout 20 --respawn-failed-workers "
-    "--http1-header-read-timeout 60000 tokenagent.wsgi:application"
+    "--max-requests 20000 --max-requests-jitter 2000 --no-control-socket"
 )
 BENCH_APP = "bench.token_endpoints.wsgi"
 
@@ -78,8 +73,8 @@ def server_commands() -> dict[str, str]:
     """The Procfile's web line as written, and the other candidate servers."""
     web = procfile_web_line()
     commands = {"procfile": web}
-    for name, line in (("gunicorn", GUNICORN), ("granian", GRANIAN)):
-        if not web.startswith(f"{name} "):
+    for name, line in (("granian", GRANIAN), ("gunicorn", GUNICORN)):
+        if line != web:
             commands[name] = line
     return commands
 
@@ -423,7 +418,9 @@ def main() -> int:
         raise SystemExit(f"unknown servers: {', '.join(sorted(unknown))}")
     available = []
     for name in servers:
-        program = shlex.split(commands[name])[0]
+        # python -m tokenagent.web needs Granian's package, which installs "granian".
+        command = commands[name]
+        program = "granian" if "tokenagent.web" in command else shlex.split(command)[0]
         if shutil.which(program, path=f"{BIN}:{os.environ.get('PATH', '')}"):
             available.append(name)
         else:

@@ -64,7 +64,7 @@ def exchange_calls(rsps) -> list:
 def database_dump() -> str:
     """Every row of every table, as text (what someone inspecting the database sees);
     session payloads decoded too."""
-    chunks = []
+    chunks: list[str] = []
     with connection.cursor() as cur:
         for table in connection.introspection.table_names():
             cur.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608

@@ -2,6 +2,7 @@
 
 import json
 from datetime import timedelta
+from typing import Any
 from unittest import mock
 
 import pytest
@@ -37,7 +38,7 @@ def test_deliver_webhook_posts_slack_compatible_json(channels):
     with responses.RequestsMock() as rsps:
         rsps.add(responses.POST, HOOK, body="ok")
         alerts.alert_deliver(channel="webhook", subject="Subject", body="Body")
-        payload = json.loads(rsps.calls[0].request.body)
+        payload = json.loads(rsps.calls[0].request.body or "")
     assert payload == {"text": "Subject\nBody"}
 
 
@@ -64,7 +65,7 @@ def test_webhook_failure_is_a_delivery_error_that_hides_the_url(channels, failur
 def test_raise_once_then_only_on_change_or_after_a_day(channels, settings):
     settings.ALERT_WEBHOOK_URL = ""
     now = timezone.now()
-    kwargs = {"key": "k", "subject": "s", "body": "b", "inline": True}
+    kwargs: dict[str, Any] = {"key": "k", "subject": "s", "body": "b", "inline": True}
     assert alerts.alert_raise(fingerprint="a", now=now, **kwargs)
     assert not alerts.alert_raise(fingerprint="a", now=now + timedelta(hours=23), **kwargs)
     assert alerts.alert_raise(fingerprint="b", now=now + timedelta(hours=23), **kwargs)

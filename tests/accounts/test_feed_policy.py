@@ -1,6 +1,7 @@
 """accounts/feed_policy.py: the pure feed decisions, with the clock passed in."""
 
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -43,7 +44,11 @@ def test_a_feed_is_due_one_period_after_its_last_good_sync():
 
 def test_failures_back_off_doubling_up_to_a_cap():
     at = policy.feed_next_sync_at
-    base = {"synced_at": NOW - timedelta(days=1), "attempted_at": NOW, "retry_not_before": None}
+    base: dict[str, Any] = {
+        "synced_at": NOW - timedelta(days=1),
+        "attempted_at": NOW,
+        "retry_not_before": None,
+    }
     assert at(**base, consecutive_failures=1) == NOW + PERIOD
     assert at(**base, consecutive_failures=2) == NOW + 2 * PERIOD
     assert at(**base, consecutive_failures=3) == NOW + 4 * PERIOD

@@ -51,7 +51,7 @@ def test_the_database_is_the_default_place(snapshot):
     assert feed_storage.image_storage() == "database"
     assert (image.storage, image.storage_name) == ("", "")
     stored = FeedImage.objects.get(pk=image.pk)
-    assert bytes(stored.data) == RENDITIONS[0].content
+    assert stored.data is not None and bytes(stored.data) == RENDITIONS[0].content
     assert (stored.size, stored.width, stored.content_type) == (
         len(RENDITIONS[0].content),
         320,
@@ -142,7 +142,7 @@ def test_a_row_deleted_by_a_concurrent_cleanup_is_stored_again(monkeypatch):
     orphan = save(snapshot)
     FeedImageUse.objects.all().delete()
     real = FeedImageUse.objects.get_or_create
-    raced = []
+    raced: list[bool] = []
 
     def cleanup_in_between(**kw):
         if not raced:

@@ -10,6 +10,7 @@ import time
 import traceback
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -276,7 +277,7 @@ def test_exchange_code_maps_a_graph_shaped_refusal_to_a_code_exchange_error(rsps
 def test_exchange_code_outages_stay_transient_and_other_refusals_end_the_login(
     rsps, status, body, expected
 ):
-    kw = {"json": body} if isinstance(body, dict) else {"body": body or ""}
+    kw: dict[str, Any] = {"json": body} if isinstance(body, dict) else {"body": body or ""}
     rsps.add(responses.POST, fakes.CODE_EXCHANGE_URL, status=status, **kw)
     with pytest.raises(instagram.InstagramError) as info:
         instagram.exchange_code(code=CODE, redirect_uri=REDIRECT_URI)
@@ -679,7 +680,7 @@ def test_media_list_reads_every_media_type_into_frozen_dataclasses(rsps):
     )
     assert bare.caption is None  # absent, not ""
     with pytest.raises(AttributeError):
-        photo.caption = "changed"  # frozen
+        photo.caption = "changed"  # type: ignore[misc]  # frozen: the point of the test
 
 
 def test_withheld_media_urls_and_empty_captions_are_kept_apart(rsps):
@@ -755,7 +756,7 @@ def test_captions_and_carousels_are_bounded(rsps):
     photo = fakes.media_item(1, children={"data": [child]})  # only carousels have children
     rsps.add(responses.GET, fakes.MEDIA_URL, json=fakes.media_page(items=[carousel, photo]))
     got, plain = instagram.media_list(access_token=fakes.LONG_TOKEN, limit=5)
-    assert len(got.caption) == instagram.MAX_CAPTION
+    assert got.caption is not None and len(got.caption) == instagram.MAX_CAPTION
     assert len(got.children) == instagram.MAX_CHILDREN - 1  # the nested carousel is dropped
     assert plain.children == ()
 

@@ -238,7 +238,7 @@ def test_full_login_flow(sandbox, secrets, settings, monkeypatch):
         "cdn": 1,
     }
     sent = journal(sandbox)
-    by_endpoint = {}
+    by_endpoint: dict[str, list[dict]] = {}
     for entry in sent:
         by_endpoint.setdefault(entry["endpoint"], []).append(entry)
     assert {e["user_agent"] for e in sent if e["endpoint"] != "authorize"} == {USER_AGENT}
@@ -575,9 +575,9 @@ def test_a_failure_midway_through_the_media_pages_surfaces(sandbox, secrets, mon
     assert sandbox.calls()["media"] == 2
     secrets.assert_absent_from_exception(excinfo.value)
     sandbox.fail("media", ["slow:0", "http500"])
-    with pytest.raises(Transient) as excinfo:
+    with pytest.raises(Transient) as transient:
         instagram.media_list(access_token=token, limit=50)
-    secrets.assert_absent_from_exception(excinfo.value)
+    secrets.assert_absent_from_exception(transient.value)
 
 
 # --- media: hostile paging and the CDN -------------------------------------------------------

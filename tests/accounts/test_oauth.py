@@ -28,7 +28,8 @@ def _session() -> SessionStore:
 
 def test_create_makes_the_session_exist_and_binds_the_state_to_it():
     session = _session()
-    assert session.session_key is None
+    before = session.session_key
+    assert before is None
     state = oauth_state_create(session=session, purpose=SIGN_IN)
     assert session.session_key
     assert state.session_key == session.session_key

@@ -175,9 +175,10 @@ def _module_imports(module: str) -> set[str]:
     import ast
     import importlib.util
 
-    source = importlib.util.find_spec(module).origin
-    tree = ast.parse(open(source, encoding="utf-8").read())
-    names = set()
+    spec = importlib.util.find_spec(module)
+    assert spec is not None and spec.origin is not None, module
+    tree = ast.parse(open(spec.origin, encoding="utf-8").read())
+    names: set[str] = set()
     for node in tree.body:
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)

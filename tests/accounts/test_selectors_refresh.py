@@ -121,10 +121,10 @@ def test_account_refresh_info_and_history():
     RefresherHeartbeat.objects.create(ran_at=now)
     info = sel.account_refresh_info(account=account, now=now)
     assert info.health == "ok" and info.due and not info.refreshing and not info.expired
-    assert info.last_attempt.outcome == "skipped"
-    assert info.last_success.outcome == "success"
+    assert info.last_attempt is not None and info.last_attempt.outcome == "skipped"
+    assert info.last_success is not None and info.last_success.outcome == "success"
     assert not info.heartbeat.stale
-    assert info.next_refresh_at <= now
+    assert info.next_refresh_at is not None and info.next_refresh_at <= now
     history = sel.refresh_history(account=account, limit=2)
     assert [a.outcome for a in history] == ["skipped", "success"]
 

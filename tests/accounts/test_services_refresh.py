@@ -90,7 +90,7 @@ def test_old_token_is_served_until_the_new_one_commits(ig, account):
 def test_not_due_makes_no_call_and_records_nothing(ig, account):
     set_token_times(account, age=timedelta(days=2), expires_in=timedelta(days=58))
     attempt = svc.token_refresh(account=account, trigger="beat")
-    assert attempt.outcome == Outcome.SKIPPED and attempt.pk is None
+    assert attempt.outcome == Outcome.SKIPPED and attempt._state.adding
     assert "Not due" in attempt.message
     assert refresh_calls(ig) == []
     assert not RefreshAttempt.objects.exists()
@@ -298,7 +298,7 @@ def test_give_up_alerts_once_and_keeps_token(
 def test_needs_reconnect_is_skipped_unless_forced(ig, account):
     InstagramAccount.objects.filter(pk=account.pk).update(status="needs_reconnect")
     attempt = svc.token_refresh(account=account, trigger="beat")
-    assert attempt.outcome == Outcome.SKIPPED and attempt.pk is None
+    assert attempt.outcome == Outcome.SKIPPED and attempt._state.adding
     assert refresh_calls(ig) == []
     fakes.register_refresh(ig)
     attempt = svc.token_refresh(account=account, trigger="manual", force=True)
@@ -353,6 +353,7 @@ def test_release_does_not_free_someone_elses_claim(account):
     now = timezone.now()
     mine = claims.account_refresh_claim(account=account, now=now - timedelta(minutes=10))
     theirs = claims.account_refresh_claim(account=account, now=now)
+    assert mine is not None
     claims.account_refresh_release(account=account, claim=mine)
     account.refresh_from_db()
     assert account.refresh_locked_until == theirs
@@ -394,6 +395,6 @@ def test_two_concurrent_refreshes_make_exactly_one_call():
     # And a late duplicate (e.g. a redelivered task) finds nothing due: still one call.
     with responses.RequestsMock() as rsps:
         attempt = svc.token_refresh(account=account, trigger="beat")
-        assert attempt.outcome == Outcome.SKIPPED and attempt.pk is None
+        assert attempt.outcome == Outcome.SKIPPED and attempt._state.adding
         assert len(rsps.calls) == 0
     assert token_of(account).value == "IGAAconcurrentNew00001"

@@ -62,6 +62,7 @@ def test_a_write_expecting_an_older_version_changes_nothing(account):
         refreshed=True,
         expected_version=stored.version,
     )
+    assert fresh is not None
     assert fresh.version == stored.version + 1 and fresh.refreshed_at is not None
     assert AccessToken.objects.get(account=account).value == "IGAAcurrentWriterToken1"
     assert AccessToken.objects.get(account=account).permissions == ["instagram_business_basic"]

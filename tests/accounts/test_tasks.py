@@ -49,7 +49,7 @@ def test_500_three_times_then_200_ends_refreshed(ig, account, eager_celery, aler
         add_refresh_error(ig, status=500, body={})
     fakes.register_refresh(ig)
     with alert_by_email():
-        result = tasks.refresh_account.apply(args=[account.pk, "beat"])
+        result = tasks.refresh_account.apply(args=(account.pk, "beat"))
     assert result.result == "success"
     assert len(refresh_calls(ig)) == 4
     assert outcomes(account) == ["transient"] * 3 + ["success"]
@@ -67,7 +67,7 @@ def test_transient_failures_give_up_after_max_retries_and_alert_once(
     for _ in range(3):
         add_refresh_error(ig, code=2, status=500)
     with alert_by_email():
-        result = tasks.refresh_account.apply(args=[account.pk, "beat"])
+        result = tasks.refresh_account.apply(args=(account.pk, "beat"))
     assert result.result == "failed"
     assert len(refresh_calls(ig)) == 3
     assert token_of(account).value == OLD_TOKEN
@@ -84,7 +84,7 @@ def test_malformed_answers_retry_a_few_times_then_alert(
     for _ in range(5):
         ig.add(responses.GET, fakes.REFRESH_URL, body="not json at all")
     with alert_by_email():
-        result = tasks.refresh_account.apply(args=[account.pk, "beat"])
+        result = tasks.refresh_account.apply(args=(account.pk, "beat"))
     assert result.result == "failed"
     assert len(refresh_calls(ig)) == 4
     assert outcomes(account) == ["malformed"] * 4
@@ -95,7 +95,7 @@ def test_invalid_token_is_not_retried(ig, account, eager_celery, alert_by_email)
     add_refresh_error(ig, code=190)
     fakes.register_refresh(ig)
     with alert_by_email():
-        result = tasks.refresh_account.apply(args=[account.pk, "beat"])
+        result = tasks.refresh_account.apply(args=(account.pk, "beat"))
     assert result.result == "invalid_token"
     assert len(refresh_calls(ig)) == 1
     assert len(mail.outbox) == 1
@@ -135,6 +135,7 @@ def test_retry_uses_the_rate_limit_hint(ig, account):
 
 def test_busy_account_is_retried_when_the_claim_lapses(ig, account):
     claim = claims.account_refresh_claim(account=account, now=timezone.now())
+    assert claim is not None
     with mock.patch.object(tasks.refresh_account, "retry", side_effect=RuntimeError) as retry:
         with pytest.raises(RuntimeError):
             tasks.refresh_account.run(account.pk, "beat")
@@ -144,7 +145,7 @@ def test_busy_account_is_retried_when_the_claim_lapses(ig, account):
 
 
 def test_missing_account_is_a_no_op():
-    assert tasks.refresh_account.apply(args=[987654, "beat"]).result == "missing"
+    assert tasks.refresh_account.apply(args=(987654, "beat")).result == "missing"
 
 
 def test_periodic_job_records_heartbeat_and_fans_out_due_accounts_only(

@@ -244,7 +244,9 @@ def test_invites_page_creates_lists_and_withdraws_links(owner_client):
     assert invite.note == "Cafe owner"
     assert timedelta(days=3) - (invite.expires_at - timezone.now()) < timedelta(minutes=1)
     html = _html(owner_client.get("/invites/"))
-    link = re.search(r'class="invite-link">([^<]+)<', html).group(1)
+    found = re.search(r'class="invite-link">([^<]+)<', html)
+    assert found, html
+    link = found.group(1)
     assert link.startswith("http://testserver/invite/") and invite.key in link
     path = link.removeprefix("http://testserver")
     from django.test import Client

@@ -110,8 +110,8 @@ def test_cors_warning_is_red_while_unset_and_gone_once_set(settings):
 
 
 def test_every_snippet_passes_the_options_that_render_captions_as_text(settings):
-    """The account page's two snippets, the README's and the preview page's script
-    all pass accounts/snippets.py's TEXT_ONLY_OPTIONS verbatim (the browser test
+    """The account page's two snippets and the README's pass accounts/snippets.py's
+    TEXT_ONLY_OPTIONS verbatim (the browser test
     tests/integration/test_browser_captions.py runs them)."""
     settings.ALLOWED_HOSTS = ["agent.example.com"]
     account = make_account(slug="acme", username="acme_bakery")
@@ -123,8 +123,25 @@ def test_every_snippet_passes_the_options_that_render_captions_as_text(settings)
     assert partial.count(options) == 2
     readme = (Path(django_settings.BASE_DIR) / "README.md").read_text()
     assert readme.count(options) == 2
+
+
+def test_the_preview_runs_the_snippets_options_as_the_agent_serves_them(owner_client):
+    """preview.js holds no copy of TEXT_ONLY_OPTIONS: the page loads them, verbatim,
+    from the agent just before it (tests/integration/test_browser_captions.py runs it)."""
+    make_account(slug="acme", username="acme_bakery")
+    served = owner_client.get("/preview/instafeed-options.js")
+    assert served.status_code == 200
+    assert served["Content-Type"].startswith("text/javascript")
+    assert served.content.decode().count(snippets.TEXT_ONLY_OPTIONS) == 1
+    page = owner_client.get("/accounts/acme/preview/").content.decode()
+    assert page.index("/preview/instafeed-options.js") < page.index("accounts/preview.js")
     preview_js = Path(django_settings.BASE_DIR) / "accounts/static/accounts/preview.js"
-    assert preview_js.read_text().count(options) == 1
+    source = preview_js.read_text()
+    assert "transform:" not in source and "window.TokenagentTextOnly" in source
+
+
+def test_the_served_options_need_an_owner(client):
+    assert client.get("/preview/instafeed-options.js").status_code == 302
 
 
 def test_account_snippets_list_every_url_of_the_account(settings):

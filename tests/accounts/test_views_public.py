@@ -608,7 +608,9 @@ def test_etag_differs_per_variant_and_name_and_changes_with_the_token(client, ac
 
 
 def _max_age(response) -> int:
-    return int(re.fullmatch(r"public, max-age=(\d+)", response["Cache-Control"]).group(1))
+    found = re.fullmatch(r"public, max-age=(\d+)", response["Cache-Control"])
+    assert found, response["Cache-Control"]
+    return int(found.group(1))
 
 
 def test_max_age_is_bounded_by_the_cap(client, settings):
@@ -768,7 +770,7 @@ def test_a_write_racing_the_fill_does_not_leave_a_stale_copy(client, acme, monke
     invalidates, then the reader stores its (now stale) entry: the reader's
     second read must notice and drop it."""
     real_store = token_cache.store
-    raced = []
+    raced: list[str] = []
 
     def store_then_race(key, entry, **kwargs):
         real_store(key, entry, **kwargs)

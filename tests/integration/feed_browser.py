@@ -4,8 +4,11 @@ from the sandbox, a site that is not listed, and :class:`Watch`, which records w
 page asks and receives and checks that it stayed clean. The fixtures are imported by
 name in tests/integration/conftest.py."""
 
+from __future__ import annotations
+
 import re
 import uuid
+from typing import TYPE_CHECKING
 
 import pytest
 import requests
@@ -14,6 +17,9 @@ from accounts.services.feed import feed_sync
 from tests.feed_support import connect, synced
 from tests.integration.browser_site import INSTAFEED, Site
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Request, Response
+
 INSTAGRAM = re.compile(
     r"^[a-z]+://([^/?#]*\.)?(instagram\.com|cdninstagram\.com|fbcdn\.net)([:/?#]|$)", re.I
 )
@@ -21,6 +27,12 @@ EVIL_CAPTION = (
     'x"><img src=x onerror="window.pwned=1"><meta http-equiv="refresh" content="0;url=about:blank">'
 )
 TIMEOUT = 15000
+
+
+def _origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``; the whole URL when it has no host."""
+    found = re.match(r"^[a-z]+://[^/]+", url)
+    return found[0] if found else url
 
 
 class Agent:
@@ -101,7 +113,9 @@ class Watch:
         self.page, self.agent, self.site = page, agent, site
         # Other origins the page may ask (jsDelivr, for the snippets that load Instafeed.js).
         self.also = set(also)
-        self.requests, self.responses, self.instagram = [], [], []
+        self.requests: list[Request] = []
+        self.responses: list[Response] = []
+        self.instagram: list[str] = []
         self.console: list[tuple[str, str]] = []
         self.page_errors: list[str] = []
         self.dialogs: list[str] = []
@@ -144,7 +158,7 @@ class Watch:
     def assert_clean(self):
         agent = self.agent.url
         assert self.instagram == []
-        origins = {re.match(r"^[a-z]+://[^/]+", r.url)[0] for r in self.requests}
+        origins = {_origin(r.url) for r in self.requests}
         assert origins <= {self.site.origin, agent, *self.also}, origins
         assert not self.agent_paths("/sandbox/")  # the stand-in Instagram, its CDN
         assert not self.agent_paths("/token")

@@ -1,4 +1,4 @@
-"""The feed end to end: a real gunicorn web process and a real Celery worker with
+"""The feed end to end: a real web process (Granian) and a real Celery worker with
 embedded beat, on PostgreSQL (the test database) and a private Redis, against the
 standalone sandbox Instagram in its own process.
 

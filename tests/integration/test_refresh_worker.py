@@ -77,7 +77,7 @@ class Agent:
 
     def start_web(self):
         self.web.start()
-        wait_for(self._web_up, timeout=30, what="gunicorn")
+        wait_for(self._web_up, timeout=30, what="the web process")
 
     def _web_up(self):
         try:

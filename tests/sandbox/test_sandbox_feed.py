@@ -420,7 +420,7 @@ def test_cdn_failure_kinds(client, token, kind, status, content_type):
         assert resp.content[16:24] == (20000).to_bytes(4, "big") * 2  # IHDR width, height
         assert len(resp.content) < 2000
     if kind == "animated_gif":
-        assert Image.open(io.BytesIO(resp.content)).n_frames == 3
+        assert getattr(Image.open(io.BytesIO(resp.content)), "n_frames", 1) == 3
     assert fetch(client, url).status_code == 200  # consumed
 
 

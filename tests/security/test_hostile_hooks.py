@@ -2,6 +2,8 @@
 nothing is queued or stored without a valid HMAC of the exact body under
 WEBHOOK_SECRET; no answer is a 500 or reflects its input."""
 
+from typing import Any
+
 import pytest
 from django.contrib.auth import get_user_model
 from django.test import Client, override_settings
@@ -34,7 +36,7 @@ def queued(monkeypatch, private_cache, settings):
 
 
 def _post(body: bytes, signature: str | None, content_type="application/json"):
-    extra = {} if signature is None else {"HTTP_X_TOKENAGENT_SIGNATURE": signature}
+    extra: dict[str, Any] = {} if signature is None else {"HTTP_X_TOKENAGENT_SIGNATURE": signature}
     return Client().post("/hooks/refresh/", data=body, content_type=content_type, **extra)
 
 

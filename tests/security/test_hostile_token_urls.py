@@ -2,6 +2,7 @@
 headers and methods. None answers 500, none reflects input unescaped, none
 serves a token to a request it should refuse, none changes what is stored."""
 
+from typing import Any
 from urllib.parse import quote
 
 import pytest
@@ -142,7 +143,8 @@ def test_preflight_from_a_hostile_origin_grants_nothing_when_restricted(accounts
 def test_a_site_outside_allowed_domains_gets_no_token_from_the_js_snippet(accounts, settings):
     settings.ALLOWED_DOMAINS = "shop.example.com"
     for header in ("HTTP_REFERER", "HTTP_ORIGIN"):
-        response = Client().get("/token/acme.js", **{header: "https://evil.example/page"})
+        extra: dict[str, Any] = {header: "https://evil.example/page"}
+        response = Client().get("/token/acme.js", **extra)
         assert response.status_code == 403
         assert TOKEN not in response.content.decode()
 

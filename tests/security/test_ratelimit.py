@@ -7,6 +7,7 @@ import os
 
 import pytest
 from django.core.cache import caches
+from django.http import HttpResponse
 from django.test import Client, RequestFactory, override_settings
 from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
@@ -203,14 +204,15 @@ def test_a_malformed_rate_stops_the_agent_at_start(limits_on, settings, typo):
 
     settings.RATELIMIT_HOOK = typo
     with pytest.raises(ImproperlyConfigured, match="RATELIMIT_HOOK"):
-        ratelimit.RateLimitMiddleware(lambda request: None)
+        ratelimit.RateLimitMiddleware(lambda request: HttpResponse())
 
 
 @pytest.mark.parametrize("rate", ["20/m", "100/5m", "1/s", "1000/d", "5/2h"])
 def test_well_formed_rates_are_accepted(limits_on, settings, rate):
     settings.RATELIMIT_HOOK = rate
-    ratelimit.RateLimitMiddleware(lambda request: None)
-    assert ratelimit.rate_of(ratelimit.rule_for("/hooks/refresh/")) == rate
+    ratelimit.RateLimitMiddleware(lambda request: HttpResponse())
+    rule = ratelimit.rule_for("/hooks/refresh/")
+    assert rule is not None and ratelimit.rate_of(rule) == rate
 
 
 def test_ratelimit_enable_false_turns_every_limit_off(client, limits_on, settings):

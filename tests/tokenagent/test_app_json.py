@@ -10,7 +10,6 @@ so a mistake here shows up first in a stranger's failed deploy."""
 
 import json
 import re
-import shlex
 import shutil
 import subprocess
 import sys
@@ -316,12 +315,10 @@ def load_settings(tmp_path, names, **environment) -> dict:
 
 # Settings whose module attribute is named differently from the variable.
 SETTING_FOR = {"EMAIL_URL": "EMAIL_CONFIG"}
-# Read by gunicorn, not by Django.
-SERVER_VARIABLES = {"GUNICORN_CMD_ARGS"}
 
 
 def django_entries() -> dict[str, dict]:
-    return {n: e for n, e in env_entries().items() if n not in SERVER_VARIABLES}
+    return env_entries()
 
 
 def test_every_variable_app_json_names_is_a_setting(tmp_path):
@@ -349,19 +346,19 @@ def test_optional_fields_left_blank_behave_as_unset(tmp_path):
     assert load_settings(tmp_path, names, **blank) == load_settings(tmp_path, names)
 
 
-def test_herokus_buildpack_adds_no_second_access_log():
-    # Heroku's Python buildpack sets GUNICORN_CMD_ARGS="--access-logfile -" unless it
-    # is already set. The router logs every request; the agent's web process does not
-    # repeat it (see tokenagent/gunicorn_config.py and bench/load).
-    from gunicorn.config import Config
+def test_the_web_process_adds_no_second_access_log():
+    # Heroku's router logs every request; the agent's web process does not repeat
+    # it (bench/load). Heroku's Python buildpack switches an access log on only for
+    # gunicorn (GUNICORN_CMD_ARGS="--access-logfile -"); the web process is Granian
+    # (tokenagent/web.py), whose access log stays off, and app.json sets nothing
+    # for gunicorn any more.
+    from tokenagent import web as web_server
 
     procfile = (BASE_DIR / "Procfile").read_text()
     web = next(line for line in procfile.splitlines() if line.startswith("web:"))
-    assert "--access-logfile" not in web
-    value = env_entries()["GUNICORN_CMD_ARGS"]["value"]
-    assert value.strip() and "access" not in value
-    parsed = Config().parser().parse_args([*shlex.split(value), "tokenagent.wsgi"])
-    assert parsed.accesslog is None
+    assert web == "web: python -m tokenagent.web tokenagent.wsgi:application"
+    assert web_server.server_options({})["log_access"] is False
+    assert not {n for n in env_entries() if n.startswith(("GUNICORN", "GRANIAN"))}
 
 
 # --- README ---------------------------------------------------------------------------------

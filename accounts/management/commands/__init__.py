@@ -1,0 +1,2 @@
+"""``manage.py`` commands: token imports, refreshes, feed syncs, key rotation and the
+standalone sandbox server."""

@@ -3,8 +3,8 @@
 // its state. Then Instafeed.js, when the CDN answered: through the adapter
 // (/feed/<account>.js, no token), and through the token snippet unless the account
 // is feed only, exactly as the code beside it would on the owner's site (its
-// transform and template are accounts/snippets.py's TEXT_ONLY_OPTIONS, verbatim:
-// captions are text).
+// transform and template are accounts/snippets.py's TEXT_ONLY_OPTIONS, which the
+// agent serves as window.TokenagentTextOnly just before this script: captions are text).
 (function () {
   "use strict";
   var script = document.currentScript;
@@ -56,24 +56,13 @@
       : "The snippet did not load, so " + name + " is not set.", true);
     return;
   }
-  new Instafeed({
-    accessToken: token,
-    target: "instafeed",
-    limit: 12,
-    // Captions are text, not markup: escape every field the template uses.
-    transform: function (item) {
-      var text = function (s) {
-        return String(s || "").replace(/[&<>"']/g, function (c) {
-          return "&#" + c.charCodeAt(0) + ";";
-        });
-      };
-      item.caption = text(item.caption);
-      item.link = text(item.link);
-      item.image = text(item.image);
-      return item;
-    },
-    template: '<a href="{{link}}"><img title="{{caption}}" src="{{image}}" /></a>',
+  var textOnly = window.TokenagentTextOnly;
+  if (!textOnly) {
+    say("preview-status", "The snippets' Instafeed.js options did not load; reload the page.", true);
+    return;
+  }
+  new Instafeed(Object.assign({ accessToken: token, target: "instafeed", limit: 12 }, textOnly, {
     after: function () { say("preview-status", "Instafeed.js rendered this feed with the token from the snippet.", false); },
     error: function (err) { say("preview-status", "Instafeed.js could not load the feed: " + (err && err.message), true); }
-  }).run();
+  })).run();
 })();

@@ -1,9 +1,7 @@
-"""gunicorn settings the command line cannot express.
-
-The Procfile's ``web`` line loads this module with
-``--config python:tokenagent.gunicorn_config``; every other flag stays on that
-line, where Heroku users look for them.
-"""
+"""gunicorn settings the command line cannot express, for the benchmark's gunicorn
+candidate (``GUNICORN`` in bench/token_endpoints/__main__.py): the Procfile's web
+line until Granian replaced it (tokenagent/web.py), kept here so that the figures
+compare Granian with gunicorn as the agent ran it."""
 
 import gc
 from typing import Any
