@@ -125,15 +125,15 @@ def test_every_snippet_passes_the_options_that_render_captions_as_text(settings)
     assert readme.count(options) == 2
 
 
-def test_the_preview_runs_the_snippets_options_as_the_agent_serves_them(owner_client):
+def test_the_preview_runs_the_snippets_options_as_the_agent_serves_them(staff_client):
     """preview.js holds no copy of TEXT_ONLY_OPTIONS: the page loads them, verbatim,
     from the agent just before it (tests/integration/test_browser_captions.py runs it)."""
     make_account(slug="acme", username="acme_bakery")
-    served = owner_client.get("/preview/instafeed-options.js")
+    served = staff_client.get("/preview/instafeed-options.js")
     assert served.status_code == 200
     assert served["Content-Type"].startswith("text/javascript")
     assert served.content.decode().count(snippets.TEXT_ONLY_OPTIONS) == 1
-    page = owner_client.get("/accounts/acme/preview/").content.decode()
+    page = staff_client.get("/accounts/acme/preview/").content.decode()
     assert page.index("/preview/instafeed-options.js") < page.index("accounts/preview.js")
     preview_js = Path(django_settings.BASE_DIR) / "accounts/static/accounts/preview.js"
     source = preview_js.read_text()
