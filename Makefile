@@ -84,10 +84,12 @@ bench-load: install
 # Feed sync: the Procfile's worker (beat) on a private PostgreSQL and Redis reads 100
 # accounts x 50 posts from the sandbox Instagram answering after 100 ms, mirroring every
 # picture; prints time, worker CPU and peak memory beside a token-refresh baseline, and
-# the bytes stored. Needs redis-server and initdb (installed if missing; no server need
-# be running). Quick run: make bench-feed ARGS="--accounts 5 --posts 12"
+# the bytes stored. Then the Procfile's web serves /feed/<account>.json and a mirrored
+# picture: req/s and p50/p99 as ratios to /token/<account>.json in the same run. Needs
+# redis-server, initdb and wrk (installed if missing; no server need be running).
+# Quick run: make bench-feed ARGS="--accounts 5 --posts 12 --rounds 1 --duration 2 --rate-duration 2"
 bench-feed: install
-	./scripts/install-bench-tools redis-server initdb
+	./scripts/install-bench-tools redis-server initdb wrk
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.feed $(ARGS)
 
 # Known vulnerabilities in the pinned requirements (pip-audit, PyPI's advisory data).

@@ -1,23 +1,26 @@
-"""The WSGI fast path: the public token reads answered from the served entries (the
-process's copy, then the shared cache) without Django's request/response stack.
+"""The WSGI fast path: the public token and feed reads answered from the served
+entries (the process's copy, then the shared cache) without Django's
+request/response stack.
 
 ``tokenagent/wsgi.py`` puts :class:`FastPath` in front of Django's handler. For a
 request it can answer exactly as Django would, it reads the ``Visit`` as the view
-does, asks the view's own rule (``serving_policy.token_answer``) and sends the
-``Answer`` with the headers Django's middleware adds (``accounts.fastpath_stack``).
+does, asks the view's own rule (``accounts.fastpath_readers``: the token URLs, the
+feed's JSON and ``/media``, a picture's 304) and sends the ``Answer`` with the
+headers Django's middleware adds (``accounts.fastpath_stack``).
 Everything else goes to Django unchanged: another URL or method, a cache miss
 (only Django may query the database), what ``fastpath_stack`` leaves to Django (a
 Host not in ``ALLOWED_HOSTS``, plain HTTP under ``SECURE_SSL_REDIRECT``, a session
 or CSRF cookie), a ``SCRIPT_NAME``, a non-ASCII path, an answer Django would log,
 and any error. Settings or a URLconf it was not checked against turn it off with
 a warning. An answer is kept for the same request while its entry and max-age
-hold, so a repeated read costs one cache lookup. The differential test
-(tests/accounts/test_fastpath_differential.py) compares it with Django byte for
-byte.
+hold, so a repeated read costs one cache lookup. The differential tests
+(tests/accounts/test_fastpath_differential.py, test_fastpath_feed_differential.py)
+compare it with Django byte for byte.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import weakref
@@ -32,8 +35,7 @@ from django.http import QueryDict
 from django.urls import URLPattern, converters, get_resolver, reverse
 
 from accounts import fastpath_stack, ratelimit, serving_policy
-from accounts.selectors import serving
-from accounts.views import public
+from accounts.fastpath_readers import READERS, Miss, Reader
 
 logger = logging.getLogger(__name__)
 
@@ -43,51 +45,11 @@ WSGIApp = Callable[[Environ, StartResponse], Iterable[bytes]]
 
 FAST_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 # Where the URLs of READERS start (checked against the URLconf).
-PREFIXES = ("/token",)
+PREFIXES = ("/token", "/feed")
 # Requests with longer query strings, Origin and Referer together are answered
 # but not kept (a kept answer's memory is bounded by MEMO_SIZE times this).
 MEMO_KEY_CHARS = 2048
-
-
-class _Miss(Exception):
-    """The answer needs what only Django may do (a database read)."""
-
-
-@dataclass(frozen=True)
-class Reader:
-    """How the fast path answers one kind of public read: ``fetch`` reads the served
-    entry for the URL's arguments from the cache (raising ``_Miss`` when only the
-    database knows), ``answer`` is the view's own rule (``(visit, read) -> Answer``,
-    ``read`` returning the entry), and ``stamp`` is what of the entry the answer
-    takes from the clock (the token's max-age): the same request, entry and stamp
-    give the same answer, which is what lets an answer be reused."""
-
-    fetch: Callable[[dict[str, Any]], Any]
-    answer: Callable[[serving_policy.Visit, Callable[[], Any]], serving_policy.Answer]
-    stamp: Callable[[Any], object]
-
-
-def _cached_token(kwargs: dict[str, Any]) -> serving.ServedToken:
-    entry = serving.cached_token(kwargs.get("slug"))
-    if entry is None:
-        raise _Miss
-    return entry
-
-
-def _token_reader(kind: str) -> Reader:
-    return Reader(
-        fetch=_cached_token,
-        answer=lambda visit, read: serving_policy.token_answer(kind, visit, read),
-        stamp=lambda entry: entry.max_age(),
-    )
-
-
-# The views the fast path stands in for, with the same rule each calls.
-READERS: dict[Callable[..., Any], Reader] = {
-    public.token_json: _token_reader("json"),
-    public.token_plain: _token_reader("plain"),
-    public.token_js: _token_reader("js"),
-}
+_EMPTY_QUERY: dict[str, str] = {}
 
 
 @dataclass(frozen=True)
@@ -185,16 +147,19 @@ _UNREAD = object()
 class FastPath:
     """WSGI middleware: ``FastPath(django_wsgi_handler)``.
 
-    An answer is kept (at most ``MEMO_SIZE``, for requests without cookies) under
+    An answer is kept (at most ``MEMO_SIZE`` answers and ``MEMO_BYTES`` of bodies,
+    counted as if none were shared, for requests without cookies) under
     every request value it was computed from; the same request is answered again
     from it after one cache read that finds the same entry with the same stamp."""
 
     MEMO_SIZE = 1024
+    MEMO_BYTES = 8 * 1024 * 1024
 
     def __init__(self, django: WSGIApp) -> None:
         self.django = django
         self._config: _Config | None = None
         self._memo: dict[tuple, _Answered] = {}
+        self._memo_bytes = 0
         _instances.add(self)
 
     def config(self) -> _Config:
@@ -207,14 +172,14 @@ class FastPath:
 
     def reset(self) -> None:
         self._config = None
-        self._memo = {}
+        self._memo, self._memo_bytes = {}, 0
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "")
         if path.startswith(PREFIXES) and environ.get("REQUEST_METHOD") in FAST_METHODS:
             try:
                 answered = self._again(environ, path) or self._answer(environ, path)
-            except _Miss:
+            except Miss:
                 answered = None
             except Exception:
                 logger.exception("token fast path failed; Django answers")
@@ -236,7 +201,8 @@ class FastPath:
         query = environ.get("QUERY_STRING") or ""
         origin = environ.get("HTTP_ORIGIN") or ""
         referer = environ.get("HTTP_REFERER") or ""
-        if len(query) + len(origin) + len(referer) > MEMO_KEY_CHARS:
+        encoding = environ.get("HTTP_ACCEPT_ENCODING") or ""
+        if len(query) + len(origin) + len(referer) + len(encoding) > MEMO_KEY_CHARS:
             return None
         return (
             path,
@@ -247,18 +213,22 @@ class FastPath:
             query,
             origin,
             referer,
+            encoding,
             environ.get("HTTP_IF_NONE_MATCH"),
         )
 
     def _again(self, environ: Environ, path: str) -> _Answered | None:
         key = self._key(environ, path)
         kept = self._memo.get(key) if key is not None else None
-        if kept is None:
+        if kept is None or key is None:
             return None
         if kept.entry is not _UNREAD:
             entry = kept.reader.fetch(kept.kwargs)
-            if entry is not kept.entry and entry != kept.entry:
-                return None
+            if entry is not kept.entry:
+                if entry != kept.entry:
+                    return None
+                # An equal copy (the cache read it again): compared once, not per read.
+                kept = self._memo[key] = dataclasses.replace(kept, entry=entry)
             if kept.reader.stamp(entry) != kept.stamp:
                 return None
         return kept
@@ -280,16 +250,18 @@ class FastPath:
             return None
         host = environ["HTTP_HOST"]
         query = environ.get("QUERY_STRING")
-        const = None
+        params = _EMPTY_QUERY
         if query:
             try:
-                const = QueryDict(query.encode("latin-1")).get("const")
+                params = QueryDict(query.encode("latin-1"))
             except (UnicodeError, SuspiciousOperation):
                 return None  # Django answers 400 (too many fields) or fails alike
         visit = serving_policy.visit_of(
             environ,
             method=environ["REQUEST_METHOD"],
-            const=const,
+            const=params.get("const"),
+            limit=params.get("limit"),
+            after=params.get("after"),
             agent_origin=f"{scheme}://{host}",
         )
         read: list[tuple[Any, object]] = []
@@ -299,7 +271,7 @@ class FastPath:
             read.append((found, reader.stamp(found)))
             return found
 
-        answer = reader.answer(visit, entry)
+        answer = reader.answer(visit, entry, path, kwargs)
         if answer.status >= 400 and not answer.quiet:
             return None  # Django logs it (django.request)
         body = answer.body if isinstance(answer.body, bytes) else answer.body.encode()
@@ -319,9 +291,10 @@ class FastPath:
         key = self._key(environ, path)
         # Kept only if the stamp did not move while the answer was made.
         if key is not None and len(read) <= 1 and (not read or reader.stamp(used) == stamp):
-            if len(self._memo) >= self.MEMO_SIZE:
-                self._memo = {}
+            if len(self._memo) >= self.MEMO_SIZE or self._memo_bytes > self.MEMO_BYTES:
+                self._memo, self._memo_bytes = {}, 0
             self._memo[key] = answered
+            self._memo_bytes += len(body)
         return answered
 
 

@@ -33,8 +33,10 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from django.utils import timezone
+from django.utils.encoding import iri_to_uri
 
 from accounts import cors, feed_policy, snippets
+from accounts.compression import gzipped
 from accounts.selectors.feed import IMAGE_NAME, feed_graph_media, feed_payload
 from accounts.selectors.served_feed import NOT_READY, ServedFeed
 from accounts.serving_policy import (
@@ -112,11 +114,12 @@ def _page(kind: str, visit: Visit) -> tuple[int, str] | str:
 # Rendered bodies by ETag, per process: the tag names everything a body depends on
 # (the snapshot, the kind, limit, cursor, stale flag, host and path), so a hit is
 # always right. Bounded: emptied when full.
-_BODIES: dict[str, str] = {}
+# Kept encoded: every answer of a tag shares one bytes object.
+_BODIES: dict[str, bytes] = {}
 BODIES_MAX = 128
 
 
-def _rendered(tag: str, render: Callable[[], str]) -> str:
+def _rendered(tag: str, render: Callable[[], bytes]) -> bytes:
     body = _BODIES.get(tag)
     if body is None:
         if len(_BODIES) >= BODIES_MAX:
@@ -134,7 +137,7 @@ def _body(
     stale: bool,
     base_url: str,
     page_url: str,
-) -> str:
+) -> bytes:
     posts = list(entry.posts)
     if kind == FEED_JSON:
         data = feed_payload(
@@ -155,7 +158,17 @@ def _body(
             limit=limit,
             after=after,
         )
-    return json.dumps(data)
+    return json.dumps(data).encode()
+
+
+def clock_stamp(entry: ServedFeed | None, *, now: datetime | None = None) -> object:
+    """What of ``entry`` a feed answer takes from the clock (its max-age and whether
+    it is stale): the same request and entry with the same stamp get the same
+    answer, which lets the fast path reuse one. Both only move one way in time."""
+    if entry is None or not entry.ok:
+        return None
+    now = now or timezone.now()
+    return (entry.max_age(now=now), entry.stale(now=now))
 
 
 def feed_answer(
@@ -163,14 +176,29 @@ def feed_answer(
     visit: Visit,
     read: Callable[[], ServedFeed | None],
     *,
-    base_url: str,
-    page_url: str,
+    path: str,
     now: datetime | None = None,
 ) -> Answer:
-    """The answer of a feed URL: ``kind`` is ``json`` or ``media``; ``read`` returns
-    the served entry (None while the database is unreachable), called at most once.
-    ``base_url`` is the agent's origin as the browser named it (image URLs),
-    ``page_url`` the absolute URL of this path (``paging.next``)."""
+    """The answer of a feed URL (gzipped as ``accounts.compression`` says): ``kind``
+    is ``json`` or ``media``; ``read`` returns the served entry (None while the
+    database is unreachable), called at most once; ``path`` is the URL's path
+    (``paging.next``; the image URLs are on the agent's origin as the browser named
+    it, ``visit.agent_origin``)."""
+    base_url = iri_to_uri(f"{visit.agent_origin}/")
+    page_url = iri_to_uri(f"{visit.agent_origin}{path}")
+    answer = _feed_answer(kind, visit, read, base_url=base_url, page_url=page_url, now=now)
+    return gzipped(visit, answer)
+
+
+def _feed_answer(
+    kind: str,
+    visit: Visit,
+    read: Callable[[], ServedFeed | None],
+    *,
+    base_url: str,
+    page_url: str,
+    now: datetime | None,
+) -> Answer:
     if visit.method not in READ_METHODS:
         if visit.method != "OPTIONS":
             return not_allowed()
@@ -243,7 +271,17 @@ def adapter_answer(
     """``read`` returns the served entry (None: the database is unreachable); only
     whether the account exists matters. The global's name is checked as for
     ``/token/<account>.js`` (``?const=``, else ``JS_CONSTANT_NAME``); refusals are
-    harmless JavaScript that logs why."""
+    harmless JavaScript that logs why. Gzipped as ``accounts.compression`` says."""
+    return gzipped(visit, _adapter_answer(visit, read, media_url=media_url, adapter=adapter))
+
+
+def _adapter_answer(
+    visit: Visit,
+    read: Callable[[], ServedFeed | None],
+    *,
+    media_url: str,
+    adapter: StaticFile,
+) -> Answer:
     if visit.method not in READ_METHODS:
         if visit.method != "OPTIONS":
             return not_allowed()
@@ -272,6 +310,11 @@ def adapter_answer(
 
 
 def static_answer(visit: Visit, file: StaticFile) -> Answer:
+    """Gzipped as ``accounts.compression`` says."""
+    return gzipped(visit, _static_answer(visit, file))
+
+
+def _static_answer(visit: Visit, file: StaticFile) -> Answer:
     if visit.method not in READ_METHODS:
         if visit.method != "OPTIONS":
             return not_allowed()

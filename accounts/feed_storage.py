@@ -10,7 +10,9 @@ setting later leaves older pictures readable.
 Concurrency: an image is created (or found) together with a *pending* use in one
 transaction, so it is never without a use while a sync still needs it; deletion
 takes only images without any use, and the foreign keys (checked at commit on
-PostgreSQL) fail a deletion that raced a new use rather than orphan it."""
+PostgreSQL) fail a deletion that raced a new use rather than orphan it. Once a
+deletion commits, the web processes' copies of pictures are dropped
+(``token_cache.drop_images``)."""
 
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ from django.core.files.storage import storages
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
+from accounts import token_cache
 from accounts.images import Rendition
 from accounts.models import FeedImage, FeedImageUse, FeedSnapshot
 
@@ -125,6 +128,8 @@ def images_delete_unused() -> int:
                 count, _ = FeedImage.objects.filter(pk__in=[pk for pk, _, _ in batch]).delete()
                 files = [(alias, name) for _, alias, name in batch if alias and name]
                 transaction.on_commit(functools.partial(_delete_files, files))
+                # The web processes' copies of pictures (selectors/served_images.py).
+                transaction.on_commit(token_cache.drop_images)
         except (IntegrityError, ProtectedError):
             logger.info("feed image cleanup raced a sync; the next cleanup retries")
             return deleted

@@ -80,6 +80,8 @@ class Visit:
     # ?limit= and ?after= on the feed URLs (None: not given).
     limit: str | None = None
     after: str | None = None
+    # Accept-Encoding (the feed's answers are gzipped for browsers that ask).
+    accept_encoding: str | None = None
     # How the browser addressed the agent, scheme://host[:port] (the .js gate lets
     # the agent's own pages in).
     agent_origin: str | None = None
@@ -102,6 +104,7 @@ def visit_of(
         origin=meta.get("HTTP_ORIGIN"),
         referer=meta.get("HTTP_REFERER"),
         if_none_match=meta.get("HTTP_IF_NONE_MATCH"),
+        accept_encoding=meta.get("HTTP_ACCEPT_ENCODING"),
         const=const,
         limit=limit,
         after=after,
@@ -216,7 +219,7 @@ def conditional(
     max_age: int,
     allow: AllowList,
     content_type: str,
-    body: Callable[[], str],
+    body: Callable[[], str | bytes],
 ) -> Answer:
     """:func:`revalidated` with ``Cache-Control`` public or private (by ``allow``)
     for ``max_age`` seconds, and the CORS headers."""

@@ -79,16 +79,15 @@ def refresh_account(
     times; then the owner is told. Permanent errors are settled by the service."""
     from accounts.services.refresh import (
         RefreshInProgress,
-        token_refresh,
+        token_refresh_by_id,
         token_refresh_give_up,
     )
 
-    account = InstagramAccount.objects.filter(pk=account_id).first()
-    if account is None:
-        return "missing"
     retries = self.request.retries
     try:
-        attempt = token_refresh(account=account, trigger=trigger, force=force, attempt=retries + 1)
+        attempt = token_refresh_by_id(
+            account_id=account_id, trigger=trigger, force=force, attempt=retries + 1
+        )
     except RefreshInProgress as exc:
         # Someone else is refreshing it. Come back once their claim lapses: if they
         # succeeded the account is no longer due and this run is a no-op.
@@ -97,10 +96,12 @@ def refresh_account(
         raise self.retry(countdown=_seconds_until(exc.locked_until)) from None
     except RETRYABLE as exc:
         if retries >= retry_limit(exc):
-            token_refresh_give_up(account=account, error=exc, attempts=retries + 1)
+            account = InstagramAccount.objects.filter(pk=account_id).first()
+            if account is not None:
+                token_refresh_give_up(account=account, error=exc, attempts=retries + 1)
             return "failed"
         raise self.retry(countdown=retry_countdown(exc, retries)) from None
-    return attempt.outcome
+    return "missing" if attempt is None else attempt.outcome
 
 
 @shared_task(

@@ -9,7 +9,10 @@ What an entry holds is decided by ``accounts.selectors.serving`` (tokens) and
 - ``feed:slug:<slug>`` per account name, ``feed:__default__`` for ``/feed.json``;
 - ``token:slugs``, the set of every account's name: an unknown name is answered
   from it, so no request for a name that does not exist stores anything;
-- ``token:index:<account id>``, the keys an account's entries were stored under.
+- ``token:index:<account id>``, the keys an account's entries were stored under;
+- ``feed:images``, the generation of the mirrored pictures the web processes keep
+  (``accounts.selectors.served_images``), dropped by :func:`drop_images` once
+  pictures are deleted (``feed_storage.images_delete_unused``).
 
 **Invalidation, one mechanism**: the receivers below, connected by
 ``AccountsConfig.ready()``, on ``post_save``/``post_delete`` of ``InstagramAccount``,
@@ -50,6 +53,7 @@ CACHE_ERRORS = (RedisError, OSError)
 DEFAULT_KEY = "token:__default__"
 FEED_DEFAULT_KEY = "feed:__default__"
 SLUGS_KEY = "token:slugs"
+IMAGES_KEY = "feed:images"
 # Entries are rebuilt at least this often even if an invalidation was missed (seconds).
 ENTRY_TTL = 600
 
@@ -173,6 +177,12 @@ def _drop(accounts: dict[int | None, set[str]]) -> None:
         )
     for key in keys:
         _local.pop(key, None)
+
+
+def drop_images() -> None:
+    """Every process's kept pictures stop being served (each sees it once its copy
+    of the generation lapses): called after a deletion of pictures commits."""
+    delete(IMAGES_KEY)
 
 
 def invalidate(account: InstagramAccount, *, slugs: tuple[str, ...] = ()) -> None:

@@ -115,6 +115,18 @@ def child_pids(pid: int) -> list[int]:
     return [child for child, fields in proc_stats() if int(fields[1]) == pid]
 
 
+TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(sid: int) -> float:
+    """User + system CPU of a session's (process group's) live processes and the
+    children they reaped (a recycled pool process counts)."""
+    ticks = sum(
+        sum(int(f) for f in fields[11:15]) for _, fields in proc_stats() if int(fields[3]) == sid
+    )
+    return ticks / TICKS_PER_SECOND
+
+
 def process_tree(root_pid: int) -> list[int]:
     """``root_pid`` and all its descendants."""
     children: dict[int, list[int]] = {}

@@ -31,6 +31,9 @@ SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 # Tests share one process across many database states: no per-process token memo
 # (tests of the memo turn it on themselves).
 TOKEN_CACHE_LOCAL_SECONDS = 0
+# Nor a per-process copy of pictures (accounts/selectors/served_images.py), for the
+# same reason; the tests of the copy turn it on.
+FEED_IMAGE_MEMORY_BYTES = 0
 # Abuse limits would trip on suites that sign in or post hooks many times from one
 # address; tests/security/test_ratelimit.py turns them back on.
 RATELIMIT_ENABLE = False

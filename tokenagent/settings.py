@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from accounts.snippets import INSTAFEED_CDN_DIR
 from accounts.usernames import username_normalise
@@ -243,6 +244,25 @@ CELERY_TASK_TIME_LIMIT = 180  # well below Redis' one-hour visibility timeout
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 20  # Heroku kills 30 s after SIGTERM
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Two queues. Feed syncs (a listing and dozens of pictures each) go to ``feeds``;
+# everything else (token refreshes, beat's tick, alerts) to Celery's default
+# ``celery``. A worker consumes both, taking a message from each in turn, and
+# prefetches one per process (the multiplier above), so a due refresh never waits
+# behind a round of syncs: beat's first tick after a deploy queues every feed at once.
+# Both are declared, so a worker started without ``--queues`` consumes both too
+# (the Procfile names them anyway). tests/integration/test_queues.py checks it.
+CELERY_TASK_DEFAULT_QUEUE = "celery"
+FEED_QUEUE = "feeds"
+CELERY_TASK_QUEUES = (
+    Queue(CELERY_TASK_DEFAULT_QUEUE, routing_key=CELERY_TASK_DEFAULT_QUEUE),
+    Queue(FEED_QUEUE, routing_key=FEED_QUEUE),
+)
+CELERY_TASK_ROUTES = {"accounts.tasks.sync_feed": {"queue": FEED_QUEUE}}
+# Celery's Django fixup closes every database connection before and after each task
+# unless this is set; then only once per this many tasks (per process). Connections
+# are kept like a web thread's instead (tokenagent/celery.py: CONN_MAX_AGE, health
+# checks, a failed one closed after its task).
+CELERY_DB_REUSE_MAX = 10_000
 
 
 def _bounded_int(name: str, *, default: int, low: int, high: int, why: str) -> int:
@@ -279,6 +299,10 @@ FEED_IMAGE_WORKERS = 3  # parallel downloads (each decode holds <= ~50 MB)
 # A post's picture never changes on Instagram, except a reel's cover: reuse the
 # mirrored one, and look again once a day.
 FEED_IMAGE_REFETCH_SECONDS = 24 * 3600
+# Each web process keeps the pictures it served last, up to this many bytes, so a
+# picture costs a dict lookup rather than a database read (accounts/selectors/
+# served_images.py; bench/token_endpoints measures both).
+FEED_IMAGE_MEMORY_BYTES = 16 * 1024 * 1024
 FEED_STALE_ALERT_PERIODS = 4  # alert once the last good sync is this many periods old
 FEED_FAILURE_BACKOFF_MAX_SECONDS = 6 * 3600
 

@@ -1,6 +1,6 @@
-"""The WSGI application the web server loads: Django's handler behind the token
-fast path (``accounts.fastpath``), which answers the public token reads from the
-served entries and hands every other request to Django unchanged."""
+"""The WSGI application the web server loads: Django's handler behind the fast
+path (``accounts.fastpath``), which answers the public token and feed reads from
+the served entries and hands every other request to Django unchanged."""
 
 import os
 

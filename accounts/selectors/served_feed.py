@@ -136,16 +136,32 @@ def _ttl(entry: ServedFeed) -> int:
     return NO_DEFAULT_TTL if entry.state == NO_DEFAULT_ACCOUNT else ERROR_TTL
 
 
-def served_feed(slug: str | None) -> ServedFeed:
-    """What ``/feed/<slug>.json`` and ``/feed/<slug>/media`` (``/feed.json`` for
-    None) serve now. Cache hit: no database query. An unknown name is answered from
-    ``known_slugs`` and nothing is stored for it."""
+def cached_feed(slug: str | None) -> ServedFeed | None:
+    """What ``/feed/<slug>.json`` and ``/media`` (``/feed.json`` for None) serve now,
+    as far as the cache alone can tell (the process's copy, then the shared cache),
+    or None when only the database can (a miss). Never queries the database: the
+    WSGI fast path (``accounts.fastpath``) answers from it and hands a miss to Django."""
     if slug is not None and len(slug) > MAX_SLUG_LENGTH:
         return _error(UNKNOWN_ACCOUNT, slug=slug[:MAX_SLUG_LENGTH], account=None)
     key = token_cache.FEED_DEFAULT_KEY if slug is None else token_cache.feed_key_for(slug)
     entry = token_cache.get(key)
     if isinstance(entry, ServedFeed) and entry.format == FORMAT:
         return entry
+    if slug is not None:
+        slugs = token_cache.get(token_cache.SLUGS_KEY)
+        if isinstance(slugs, frozenset) and slug not in slugs:
+            return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
+    return None
+
+
+def served_feed(slug: str | None) -> ServedFeed:
+    """What ``/feed/<slug>.json`` and ``/feed/<slug>/media`` (``/feed.json`` for
+    None) serve now. Cache hit: no database query. An unknown name is answered from
+    ``known_slugs`` and nothing is stored for it."""
+    entry = cached_feed(slug)
+    if entry is not None:
+        return entry
+    key = token_cache.FEED_DEFAULT_KEY if slug is None else token_cache.feed_key_for(slug)
     if slug is not None and slug not in known_slugs():
         return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
     return token_cache.fill(

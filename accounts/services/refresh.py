@@ -10,7 +10,8 @@ job's housekeeping (heartbeat, pruning, fan-out) is :mod:`accounts.services.refr
   together; until then the old token stays stored and served.
 - Every write to an account goes through ``Model.save()``
   (:func:`~accounts.services.refresh_claim.account_update`), so the token cache's
-  receivers (:mod:`accounts.token_cache`) drop the served entry after commit.
+  receivers (:mod:`accounts.token_cache`) drop the served entry after commit; only
+  the claim, which nothing serves, is a bare conditional UPDATE.
 - Errors are classified by the typed client errors. Permanent ones (invalid
   token, lost permission, configuration) are settled here; retryable ones
   (transient, rate limit, malformed answer) are recorded and re-raised so the
@@ -190,6 +191,22 @@ def token_refresh(
             account_refresh_release(account=account, claim=claim)
 
 
+def token_refresh_by_id(
+    *, account_id: int, trigger: str = Trigger.BEAT, force: bool = False, attempt: int = 1
+) -> RefreshAttempt | None:
+    """:func:`token_refresh` for a queued task, which knows only the account's id
+    (None when there is no such account). The claim needs nothing but the id and
+    the account is read with its token under the claim anyway, so nothing is read
+    before: the instance handed down is the id alone until one of those reads fills
+    it in."""
+    try:
+        return token_refresh(
+            account=InstagramAccount(pk=account_id), trigger=trigger, force=force, attempt=attempt
+        )
+    except InstagramAccount.DoesNotExist:  # refresh_from_db() after a claim that matched nothing
+        return None
+
+
 def _refresh_claimed(
     *,
     account: InstagramAccount,
@@ -201,10 +218,9 @@ def _refresh_claimed(
 ) -> RefreshAttempt:
     # Re-read under the claim, account and token in one query: another refresh
     # may have finished a moment ago, and the caller's copy may be old.
-    token = AccessToken.objects.select_related("account").filter(account_id=account.pk).first()
-    if token is not None:
-        account = token.account
-    else:
+    try:
+        token = AccessToken.objects.select_related("account").get(account_id=account.pk)
+    except AccessToken.DoesNotExist:
         return _skip(
             account=account,
             trigger=trigger,
@@ -212,6 +228,7 @@ def _refresh_claimed(
             message="The account has no token; connect it again.",
             record=True,
         )
+    account = token.account
     if not force and not token_is_due(token=token, account=account, now=now):
         next_at = token_next_refresh_at(token=token, account=account)
         return _skip(

@@ -45,7 +45,13 @@ def token_store(
     """
     now = timezone.now()
     with transaction.atomic():
-        token = AccessToken.objects.select_for_update().filter(account=account).first()
+        # The account comes along (unlocked), so the cache's receiver knows its slug
+        # without a query of its own.
+        rows = AccessToken.objects.select_for_update(of=("self",)).select_related("account")
+        try:
+            token = rows.get(account=account)
+        except AccessToken.DoesNotExist:
+            token = None
         if expected_version is not None and (token is None or token.version != expected_version):
             return None
         token = token or AccessToken(account=account, version=0)

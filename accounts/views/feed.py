@@ -5,49 +5,34 @@
 mirrored pictures).
 
 Each view reads the request into a ``serving_policy.Visit``, makes one selector
-call (``served_feed``: one cache get when warm; a picture: one database read) and
+call (``served_feed``: one cache get when warm; a picture: ``served_images``, a
+dict lookup when this process served it lately, else one database read) and
 turns ``accounts.feed_serving_policy``'s answer into a response. The JSON and the
-scripts are gzipped for browsers that ask (they hold no secret, so compression
-leaks nothing; 50 posts of JSON shrink about eightfold); JPEG pictures are not.
+scripts are gzipped for browsers that ask (``accounts.compression``: they hold no
+secret, so compression leaks nothing; 50 posts of JSON shrink about eightfold);
+JPEG pictures are not. The WSGI fast path (``accounts.fastpath``) answers the feed
+and picture reads it can from the same rules.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
-from functools import cache, wraps
+from functools import cache
 from pathlib import Path
 
 from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
-from django.utils.cache import patch_vary_headers
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.gzip import gzip_page
 
 from accounts import feed_serving_policy as policy
 from accounts import serving_policy
-from accounts.selectors import feed as feed_selectors
+from accounts.selectors import served_images
 from accounts.selectors.served_feed import ServedFeed, served_feed
 from accounts.views.public import response_of, visit_of
 
 logger = logging.getLogger(__name__)
 STATIC = Path(__file__).resolve().parent.parent / "static/accounts/feed"
-
-
-def _compressed(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
-    """gzip for browsers that ask; a 304 names ``Accept-Encoding`` in ``Vary`` as the
-    200 it stands for does."""
-    zipped = gzip_page(view)
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: object, **kwargs: object) -> HttpResponse:
-        response = zipped(request, *args, **kwargs)
-        if response.status_code in (200, 304):
-            patch_vary_headers(response, ("Accept-Encoding",))
-        return response
-
-    return wrapper
 
 
 @cache
@@ -65,35 +50,22 @@ def _served(slug: str | None) -> ServedFeed | None:
         return None
 
 
-def _base_url(request: HttpRequest) -> str:
-    return request.build_absolute_uri("/")
-
-
 def _feed(request: HttpRequest, slug: str | None, kind: str) -> HttpResponse:
-    answer = policy.feed_answer(
-        kind,
-        visit_of(request),
-        lambda: _served(slug),
-        base_url=_base_url(request),
-        page_url=request.build_absolute_uri(request.path),
-    )
+    answer = policy.feed_answer(kind, visit_of(request), lambda: _served(slug), path=request.path)
     return response_of(answer)
 
 
 @csrf_exempt
-@_compressed
 def feed_json(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     return _feed(request, slug, policy.FEED_JSON)
 
 
 @csrf_exempt
-@_compressed
 def feed_media(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     return _feed(request, slug, policy.FEED_MEDIA)
 
 
 @csrf_exempt
-@_compressed
 def feed_adapter_js(request: HttpRequest, slug: str | None = None) -> HttpResponse:
     media = (
         reverse("accounts:feed-media", args=[slug])
@@ -110,14 +82,12 @@ def feed_adapter_js(request: HttpRequest, slug: str | None = None) -> HttpRespon
 
 
 @csrf_exempt
-@_compressed
 def feed_embed_js(request: HttpRequest) -> HttpResponse:
     file = _file("embed.js", serving_policy.JAVASCRIPT)
     return response_of(policy.static_answer(visit_of(request), file))
 
 
 @csrf_exempt
-@_compressed
 def feed_embed_css(request: HttpRequest) -> HttpResponse:
     file = _file("embed.css", policy.CSS)
     return response_of(policy.static_answer(visit_of(request), file))
@@ -127,7 +97,7 @@ def feed_embed_css(request: HttpRequest) -> HttpResponse:
 def feed_image(request: HttpRequest, name: str) -> HttpResponse:
     visit = visit_of(request)
     try:
-        answer = policy.image_answer(visit, name, lambda: feed_selectors.feed_image_get(name=name))
+        answer = policy.image_answer(visit, name, lambda: served_images.served_image(name))
     except DatabaseError as exc:
         logger.warning("feed image: database unavailable (%s)", type(exc).__name__)
         body = policy.FEED_OUTAGE

@@ -16,9 +16,13 @@ tick fans out the work:
 For each phase it prints the wall time (first tick to the last account done), the
 worker's CPU time, and its peak memory (RSS and PSS summed over its process tree),
 each beside the baseline as a ratio; the sandbox's own CPU time (it draws the
-pictures on the same machine); and what the pictures take in the database. Not a
-test: it takes a few minutes and the machine's attention. Needs redis-server and
-PostgreSQL's initdb/pg_ctl (``make bench-feed`` installs them when missing).
+pictures on the same machine); and what the pictures take in the database.
+
+Then the web side (bench/feed/web.py): the Procfile's ``web`` line serving
+``/feed/<account>.json`` and a mirrored picture beside ``/token/<account>.json``,
+req/s and p50/p99 as ratios to the token URL's. Not a test: it takes a few minutes
+and the machine's attention. Needs redis-server, PostgreSQL's initdb/pg_ctl and wrk
+(``make bench-feed`` installs them when missing).
 """
 
 from __future__ import annotations
@@ -38,20 +42,11 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from bench.feed import web  # noqa: E402
 from harness import procfile_stack as stack  # noqa: E402
-from harness.processes import PrivateRedis, Process, proc_stats, wait_for  # noqa: E402
+from harness.processes import PrivateRedis, Process, cpu_seconds, free_port, wait_for  # noqa: E402
 
 SIGNING_KEY = "bench-feed-sandbox-signing-key"  # noqa: S105 (throwaway, like its database)
-TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
-
-
-def cpu_seconds(sid: int) -> float:
-    """User + system CPU of a process group's live processes and the children they
-    reaped (a recycled pool process counts)."""
-    ticks = sum(
-        sum(int(f) for f in fields[11:15]) for _, fields in proc_stats() if int(fields[3]) == sid
-    )
-    return ticks / TICKS_PER_SECOND
 
 
 @dataclass
@@ -136,12 +131,7 @@ def _run_phase(
         started = time.monotonic()
         cpu0, sandbox_cpu0 = cpu_seconds(worker.pid), cpu_seconds(sandbox.process.pid or 0)
         target = done(total=True)
-        count = wait_for(
-            lambda: (n := done()) >= target and n or _dead(worker),
-            timeout=timeout,
-            interval=0.5,
-            what=f"{name} of {target} accounts",
-        )
+        count = _wait_done(done, target, worker, stall=timeout, what=name)
         seconds = time.monotonic() - started
         cpu, sandbox_cpu = cpu_seconds(worker.pid), cpu_seconds(sandbox.process.pid or 0)
     finally:
@@ -159,10 +149,28 @@ def _run_phase(
     )
 
 
+def _wait_done(done, target: int, worker: Process, *, stall: float, what: str) -> int:
+    """Until ``done()`` reaches ``target``; gives up only when no account was done
+    for ``stall`` seconds (a busy machine only makes a phase longer)."""
+    last, changed = -1, time.monotonic()
+    while (n := done()) < target:
+        _dead(worker)
+        if n != last:
+            last, changed = n, time.monotonic()
+        elif time.monotonic() - changed > stall:
+            raise SystemExit(f"{what}: no account done for {stall:.0f} s ({n} of {target})")
+        time.sleep(0.5)
+    return n
+
+
 def _dead(worker: Process) -> bool:
     if not worker.running():
         raise SystemExit(f"the worker exited:\n{worker.tail()}")
     return False
+
+
+def _load_average() -> str:
+    return " ".join(Path("/proc/loadavg").read_text().split()[:3])
 
 
 def _cell(value: float, base: float, unit: str) -> str:
@@ -183,7 +191,7 @@ def _print(phases: list[Phase]) -> None:
         print(f"{p.name:<32}" + "".join(f"{c:>20}" for c in cells))
     for p in phases:
         print(
-            f"  {p.name}: {p.done} accounts, {p.done / p.seconds:.1f} accounts/s, "
+            f"  {p.name}: {p.done} accounts, {p.done / p.seconds:.2f} accounts/s, "
             f"{1000 * p.worker_cpu / max(1, p.done):.0f} ms worker CPU per account; "
             f"sandbox CPU {p.sandbox_cpu:.1f} s (drawing and serving its pictures)"
         )
@@ -222,9 +230,14 @@ def main() -> int:
     parser.add_argument("--accounts", type=int, default=100)
     parser.add_argument("--posts", type=int, default=50, help="posts per feed (FEED_MAX_POSTS)")
     parser.add_argument("--delay", type=float, default=0.1, help="Instagram's answer time (s)")
-    parser.add_argument("--timeout", type=float, default=1800, help="seconds per phase, at most")
+    parser.add_argument(
+        "--timeout", type=float, default=600, help="seconds without an account done, at most"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
+    web.add_options(parser)
     args = parser.parse_args()
+    if not shutil.which("wrk"):
+        raise SystemExit("wrk is not installed (make bench-feed installs it)")
 
     workdir = Path(tempfile.mkdtemp(prefix="bench-feed-"))
     logdir = workdir / "logs"
@@ -247,7 +260,7 @@ def main() -> int:
             var_dir=workdir / "var",
             instagram_url=sandbox.base_url,
             secret_key=secrets.token_urlsafe(50),
-            port=0,
+            port=free_port(),  # the web side's
             REFRESH_TICK_SECONDS=3600,  # only each worker's start-up tick
             FEED_MAX_POSTS=args.posts,
             LOG_LEVEL="WARNING",
@@ -266,9 +279,11 @@ def main() -> int:
         sandbox.control.delay("*", args.delay)
         print(
             f"bench/feed: {args.accounts} accounts x {args.posts} posts, Instagram answering "
-            f"after {args.delay * 1000:.0f} ms, on {os.cpu_count()} CPUs"
+            f"after {args.delay * 1000:.0f} ms, on {os.cpu_count()} CPUs, load average "
+            f"{_load_average()}"
         )
         print(f"  worker: {stack.procfile_lines()['worker']}")
+        print(f"  web: {stack.procfile_lines()['web']}")
 
         def refreshed(total: bool = False) -> int:
             return args.accounts if total else AccessToken.objects.filter(version__gte=2).count()
@@ -302,6 +317,10 @@ def main() -> int:
             _run_phase("re-sync (pictures reused)", env, logdir, sandbox, synced, args.timeout)
         )
         _print(phases)
+        print(f"\nweb side (load average {_load_average()}):", flush=True)
+        rows, peak_pss_mb = web.measure(env, logdir, slug="feed-bench-0000", args=args)
+        web.report(rows, peak_pss_mb, args)
+        print(f"\nload average at the end: {_load_average()}")
     return 0
 
 

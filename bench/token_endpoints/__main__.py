@@ -13,6 +13,11 @@ WSGI hello-world, so each server is measured against its own ceiling:
 - ``bare``: a Django view returning a constant JSON body (Django's own cost),
 - ``json``: ``/token/bench.json``, ``js``: ``/token/bench.js``,
 - ``304``: ``/token/bench.json`` with a matching ``If-None-Match``,
+- ``feed``: ``/feed/bench.json`` (12 posts), ``feed-gz`` the same gzipped, and
+  ``feed-dj`` the same gzipped through Django alone (``/bench/django/...``),
+- ``img``: a mirrored picture (640 px, bytes in the database, kept by each web
+  process once served), ``img-dj`` the same through Django alone, ``img-304`` its
+  revalidation,
 
 first throughput with wrk (keep-alive, ``-t2 -c50``), then, unless
 ``--rate-duration 0``, latency at a fixed 500 requests/s (fixed_rate.py). Rounds
@@ -20,7 +25,7 @@ interleave servers and endpoints, so a drift of the machine's load (other
 processes) hits all alike; the median round is reported, with the load average
 during the rounds. Prints one table with req/s, p50, p99 and each figure's ratio
 to its server's ceiling (and to the bare Django view), and checks the targets on
-the Procfile's server: every token read >= 60 % of the ceiling, p99 < 20 ms at
+the Procfile's server: every token read and the feed >= 60 % of the ceiling, p99 < 20 ms at
 500 requests/s.
 """
 
@@ -127,7 +132,8 @@ def base_env(var_dir: Path, port: int, workers: int, redis_url: str | None) -> d
     return env
 
 
-SEED = f"""
+SEED = (
+    f"""
 import django; django.setup()
 from datetime import timedelta
 from django.utils import timezone
@@ -139,6 +145,32 @@ now = timezone.now()
 token_store(account=account, access_token="IGAAbench" + "x" * 180,
             issued_at=now - timedelta(hours=1), expires_at=now + timedelta(days=59))
 """
+    + """
+# Its feed: 12 posts, each picture mirrored at every width into the database
+# (FEED_IMAGE_STORAGE's default), as a sync leaves them.
+from PIL import Image
+import io
+from accounts.images import image_renditions
+from accounts.feed_storage import image_save
+from accounts.models import FeedSnapshot
+snapshot, _ = FeedSnapshot.objects.get_or_create(account=account)
+posts = []
+for i in range(12):
+    picture = io.BytesIO()
+    Image.effect_mandelbrot((1080, 1080), (-2 + i / 10, -1.5, 1, 1.5), 60).convert("RGB").save(
+        picture, "JPEG", quality=90)
+    sizes = []
+    for r in image_renditions(picture.getvalue()):
+        image_save(snapshot=snapshot, rendition=r, source_sha256=f"{i:064x}")
+        sizes.append({"sha256": r.sha256, "width": r.width, "height": r.height})
+    posts.append({"id": f"1790000000000{i:04d}", "media_type": "IMAGE",
+                  "permalink": f"https://www.instagram.com/p/bench{i}/",
+                  "caption": f"Bench post {i}", "timestamp": "2026-12-01T09:00:00+0000",
+                  "image": {"sizes": sizes}})
+snapshot.posts, snapshot.synced_at, snapshot.attempted_at = posts, now, now
+snapshot.save()
+"""
+)
 
 
 def prepare(env: dict[str, str]) -> None:
@@ -228,24 +260,45 @@ def wrk(url: str, headers: dict[str, str], duration: int, connections: int) -> d
     }
 
 
-ENDPOINTS = [
+# /bench/django/...: the same URL through Django's handler alone (bench wsgi.py),
+# beside the fast path's figure. IMAGE: a mirrored picture's URL (640 px).
+IMAGE = "{image}"
+ENDPOINTS: list[tuple[str, str, dict[str, str | None], int]] = [
     ("hello", "/bench/hello", {}, 200),
     ("bare", "/bench/bare.json", {}, 200),
     ("json", f"/token/{SLUG}.json", {}, 200),
     ("js", f"/token/{SLUG}.js", {}, 200),
     ("304", f"/token/{SLUG}.json", {"If-None-Match": None}, 304),
+    ("feed", f"/feed/{SLUG}.json", {}, 200),
+    ("feed-gz", f"/feed/{SLUG}.json", {"Accept-Encoding": "gzip"}, 200),
+    ("feed-dj", f"/bench/django/feed/{SLUG}.json", {"Accept-Encoding": "gzip"}, 200),
+    ("img", IMAGE, {}, 200),
+    ("img-dj", f"/bench/django{IMAGE}", {}, 200),
+    ("img-304", IMAGE, {"If-None-Match": IMAGE}, 304),
 ]
-TOKEN_READS = ("json", "js", "304")
+TOKEN_READS = ("json", "js", "304", "feed")
 
 
 def _endpoints(base: str) -> list[tuple[str, str, dict[str, str], int]]:
-    """ENDPOINTS with the 304's If-None-Match filled from a first answer."""
+    """ENDPOINTS with the 304's If-None-Match filled from a first answer, IMAGE
+    with a picture of the feed (its ETag in a header)."""
     status, headers, body = get(f"{base}/token/{SLUG}.json")
     if status != 200 or not json.loads(body).get("token"):
         raise SystemExit(f"/token/{SLUG}.json answered {status}: {body[:200]!r}")
     etag = headers["ETag"]
+    status, _, body = get(f"{base}/feed/{SLUG}.json")
+    if status != 200:
+        raise SystemExit(f"/feed/{SLUG}.json answered {status}: {body[:200]!r}")
+    size = next(s for s in json.loads(body)["posts"][0]["image"]["sizes"] if s["width"] == 640)
+    image = "/" + size["url"].split("/", 3)[3]
+    image_tag = '"' + image.rsplit("/", 1)[1].split("-")[0] + '"'
     return [
-        (name, path, {k: v or etag for k, v in hdrs.items()}, expect)
+        (
+            name,
+            path.replace(IMAGE, image),
+            {k: image_tag if v == IMAGE else v or etag for k, v in hdrs.items()},
+            expect,
+        )
         for name, path, hdrs, expect in ENDPOINTS
     ]
 

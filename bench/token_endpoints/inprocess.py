@@ -1,9 +1,9 @@
 """Per-request cost of each endpoint inside one process, no server, no network,
 best of 5 runs: the benchmark's WSGI application (the agent's fast path in front of
 Django's handler with the full middleware stack), and, for comparison, the same
-token URL through Django's handler alone. Run by ``python -m bench.token_endpoints``
-in the benchmark's environment (seeded DB); less sensitive to a busy machine than
-the HTTP figures."""
+token, feed and picture URLs through Django's handler alone. Run by
+``python -m bench.token_endpoints`` in the benchmark's environment (seeded DB);
+less sensitive to a busy machine than the HTTP figures."""
 
 import io
 import json
@@ -24,7 +24,7 @@ def main(n: int = 4000) -> None:
         seen["status"] = int(status.split()[0])
         seen["headers"] = dict(headers)
 
-    def call(handler, path: str, **extra) -> None:
+    def call(handler, path: str, **extra) -> bytes:
         environ = {
             "REQUEST_METHOD": "GET",
             "PATH_INFO": path,
@@ -39,12 +39,16 @@ def main(n: int = 4000) -> None:
         }
         environ.update(extra)
         result = handler(environ, start_response)
-        b"".join(result)
+        body = b"".join(result)
         if hasattr(result, "close"):
             result.close()
+        return body
 
     call(app, "/token/bench.json")
     etag = seen["headers"]["ETag"]
+    sizes = json.loads(call(app, "/feed/bench.json"))["posts"][0]["image"]["sizes"]
+    image = "/" + next(s["url"] for s in sizes if s["width"] == 640).split("/", 3)[3]
+    gz = {"HTTP_ACCEPT_ENCODING": "gzip"}
     endpoints = [
         ("hello", app, "/bench/hello", {}, 200),
         ("bare", app, "/bench/bare.json", {}, 200),
@@ -52,6 +56,11 @@ def main(n: int = 4000) -> None:
         ("json", app, "/token/bench.json", {}, 200),
         ("js", app, "/token/bench.js", {}, 200),
         ("304", app, "/token/bench.json", {"HTTP_IF_NONE_MATCH": etag}, 304),
+        ("django-feed-gz", django_application, "/feed/bench.json", gz, 200),
+        ("feed", app, "/feed/bench.json", {}, 200),
+        ("feed-gz", app, "/feed/bench.json", gz, 200),
+        ("django-img", django_application, image, {}, 200),
+        ("img", app, image, {}, 200),
     ]
     for _, handler, path, extra, expect in endpoints:
         call(handler, path, **extra)

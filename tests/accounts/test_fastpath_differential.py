@@ -119,29 +119,65 @@ VARIANT_PATHS = [
 ]
 
 
+def stack_cases(path: str) -> list[Case]:
+    """What Django's stack decides around a public read (accounts/fastpath_stack.py),
+    for one URL: the scheme behind the proxy, cookies, hosts, a script name."""
+    return [
+        # Secure behind the proxy: HSTS is added.
+        Case("GET", path, headers={"X-Forwarded-Proto": "https"}),
+        Case("GET", path, headers={"X-Forwarded-Proto": "https, http"}),
+        Case("GET", path, headers={"X-Forwarded-Proto": "http"}),
+        Case("GET", path, headers={"X-Forwarded-Proto": " https "}),
+        Case("GET", path, environ={"wsgi.url_scheme": "https"}),
+        # Cookies of the owner's session and CSRF: their middleware may set cookies.
+        Case("GET", path, headers={"Cookie": "sessionid=abc"}, fast=False),
+        Case("GET", path, headers={"Cookie": "csrftoken=short"}, fast=False),
+        Case("GET", path, headers={"Cookie": "a=1; sessionid=" + "s" * 32}, fast=False),
+        Case("GET", path, headers={"Cookie": "_ga=GA1.2.3; theme=dark"}),
+        Case("GET", path, headers={"Cookie": ""}),
+        # Hosts.
+        Case("GET", path, headers={"Host": "evil.test"}, fast=False),
+        Case("GET", path, headers={"Host": "localhost"}),
+        Case("GET", path, headers={"Host": "127.0.0.1:8000\r\nX: y"}, fast=False),
+        Case("GET", path, headers={"Host": None}, fast=False),
+        Case("GET", path, headers={"Host": ""}, fast=False),
+        # Mounted under a prefix, or rewritten: Django's business.
+        Case("GET", path, environ={"SCRIPT_NAME": "/agent"}, fast=False),
+        Case("GET", path, environ={"SCRIPT_URL": path}, fast=False),
+        Case("GET", path, headers={"X-Forwarded-For": "198.51.100.1, 10.0.0.1"}),
+    ]
+
+
+def url_cases(path: str, tag: str | None, *, variants: bool) -> list[Case]:
+    """Every method and the Origin, Referer and If-None-Match (``tag``: its ETag)
+    variants of one public URL; every Origin and Referer when ``variants``."""
+    cases: list[Case] = []
+    for method in ("GET", "HEAD", "OPTIONS"):
+        cases.append(Case(method, path))
+    for method in ("POST", "PUT", "DELETE", "PATCH", "get", "TRACE"):
+        cases.append(Case(method, path, fast=False))
+    for origin in ORIGINS[1:] if variants else ORIGINS[1:3]:
+        cases.append(Case("GET", path, headers={"Origin": origin}))
+        cases.append(Case("OPTIONS", path, headers={"Origin": origin}))
+    for referer in REFERERS[1:] if variants else REFERERS[1:2]:
+        cases.append(Case("GET", path, headers={"Referer": referer}))
+        cases.append(
+            Case("GET", path, headers={"Referer": referer, "Origin": "https://example.com"})
+        )
+    if tag:
+        for value in (tag, f"W/{tag}", f'"nope", {tag}', "*", '"nope"', tag[:-2] + '"'):
+            cases.append(Case("GET", path, headers={"If-None-Match": value}))
+            cases.append(Case("HEAD", path, headers={"If-None-Match": value}))
+        cases.append(
+            Case("GET", path, headers={"If-None-Match": tag, "Origin": "https://example.com"})
+        )
+    return cases
+
+
 def table(etags: dict[str, str]) -> list[Case]:
     cases: list[Case] = []
     for path in PATHS:
-        for method in ("GET", "HEAD", "OPTIONS"):
-            cases.append(Case(method, path))
-        for method in ("POST", "PUT", "DELETE", "PATCH", "get", "TRACE"):
-            cases.append(Case(method, path, fast=False))
-        for origin in ORIGINS[1:] if path in VARIANT_PATHS else ORIGINS[1:3]:
-            cases.append(Case("GET", path, headers={"Origin": origin}))
-            cases.append(Case("OPTIONS", path, headers={"Origin": origin}))
-        for referer in REFERERS[1:] if path in VARIANT_PATHS else REFERERS[1:2]:
-            cases.append(Case("GET", path, headers={"Referer": referer}))
-            cases.append(
-                Case("GET", path, headers={"Referer": referer, "Origin": "https://example.com"})
-            )
-        tag = etags.get(path)
-        if tag:
-            for value in (tag, f"W/{tag}", f'"nope", {tag}', "*", '"nope"', tag[:-2] + '"'):
-                cases.append(Case("GET", path, headers={"If-None-Match": value}))
-                cases.append(Case("HEAD", path, headers={"If-None-Match": value}))
-            cases.append(
-                Case("GET", path, headers={"If-None-Match": tag, "Origin": "https://example.com"})
-            )
+        cases += url_cases(path, etags.get(path), variants=path in VARIANT_PATHS)
     js = "/token/acme.js"
     for query in (
         "const=MyToken",
@@ -161,30 +197,7 @@ def table(etags: dict[str, str]) -> list[Case]:
         cases.append(Case("GET", "/token/acme.json", query=query))
     cases.append(Case("GET", js, query="&".join(f"f{i}=1" for i in range(1200)), fast=False))
     for path in ("/token/acme.json", js):
-        cases += [
-            # Secure behind the proxy: HSTS is added.
-            Case("GET", path, headers={"X-Forwarded-Proto": "https"}),
-            Case("GET", path, headers={"X-Forwarded-Proto": "https, http"}),
-            Case("GET", path, headers={"X-Forwarded-Proto": "http"}),
-            Case("GET", path, headers={"X-Forwarded-Proto": " https "}),
-            Case("GET", path, environ={"wsgi.url_scheme": "https"}),
-            # Cookies of the owner's session and CSRF: their middleware may set cookies.
-            Case("GET", path, headers={"Cookie": "sessionid=abc"}, fast=False),
-            Case("GET", path, headers={"Cookie": "csrftoken=short"}, fast=False),
-            Case("GET", path, headers={"Cookie": "a=1; sessionid=" + "s" * 32}, fast=False),
-            Case("GET", path, headers={"Cookie": "_ga=GA1.2.3; theme=dark"}),
-            Case("GET", path, headers={"Cookie": ""}),
-            # Hosts.
-            Case("GET", path, headers={"Host": "evil.test"}, fast=False),
-            Case("GET", path, headers={"Host": "localhost"}),
-            Case("GET", path, headers={"Host": "127.0.0.1:8000\r\nX: y"}, fast=False),
-            Case("GET", path, headers={"Host": None}, fast=False),
-            Case("GET", path, headers={"Host": ""}, fast=False),
-            # Mounted under a prefix, or rewritten: Django's business.
-            Case("GET", path, environ={"SCRIPT_NAME": "/agent"}, fast=False),
-            Case("GET", path, environ={"SCRIPT_URL": path}, fast=False),
-            Case("GET", path, headers={"X-Forwarded-For": "198.51.100.1, 10.0.0.1"}),
-        ]
+        cases += stack_cases(path)
     for path in (
         "/token/",
         "/token/acme.json/",
@@ -217,6 +230,11 @@ class Counting:
         return self.app(environ, start_response)
 
 
+def _cookie(value: str) -> str:
+    value = re.sub(r"csrftoken=\w+", "csrftoken=<random>", value)
+    return re.sub(r"expires=[^;]+", "expires=<a year on>", value)
+
+
 def call(app, environ: dict) -> tuple[str, list, bytes]:
     seen: dict = {}
 
@@ -229,12 +247,17 @@ def call(app, environ: dict) -> tuple[str, list, bytes]:
     finally:
         if hasattr(result, "close"):
             result.close()
-    # A new CSRF cookie is random (only Django answers those requests).
-    headers = [
-        (k, re.sub(r"csrftoken=\w+", "csrftoken=<random>", v) if k == "Set-Cookie" else v)
-        for k, v in seen["headers"]
-    ]
+    # A new CSRF cookie is random, and expires a year after the second it was set
+    # (only Django answers those requests).
+    headers = [(k, _cookie(v) if k == "Set-Cookie" else v) for k, v in seen["headers"]]
     return seen["status"], headers, body
+
+
+def agreed(fast, django, request: Case) -> tuple[str, list, bytes]:
+    """The fast path's answer to ``request``, once Django gave the same."""
+    got = call(fast, request.build())
+    assert got == call(django, request.build())
+    return got
 
 
 class Clock:
@@ -303,9 +326,9 @@ def forget_served() -> None:
     token_cache.clear_local()
 
 
-def etags_of(django) -> dict[str, str]:
+def etags_of(django, paths: list[str] = PATHS) -> dict[str, str]:
     tags = {}
-    for path in PATHS:
+    for path in paths:
         _, headers, _ = call(django, Case("GET", path).build())
         tag = dict(headers).get("ETag")
         if tag:
@@ -313,13 +336,16 @@ def etags_of(django) -> dict[str, str]:
     return tags
 
 
-def differences(django, counting, fast, cases: list[Case]) -> tuple[list, int]:
+def differences(
+    django, counting, fast, cases: list[Case], *, paths=PATHS, forget=forget_served
+) -> tuple[list, int]:
     """(cases where the two differ, how many the fast path answered itself).
 
     Warm (every served copy filled first, as Django's first reads leave them), the
     fast path must answer each case marked ``fast`` and no other. Cold (before each
     request of each path), it may answer only what needs no served copy (a name too
-    long to be an account's): the plain cases of each URL and method run cold too."""
+    long to be an account's): the plain cases of each URL and method run cold too.
+    ``paths`` are read first to warm the served copies, ``forget`` empties them."""
     different: list[tuple] = []
     answered = 0
 
@@ -331,7 +357,7 @@ def differences(django, counting, fast, cases: list[Case]) -> tuple[list, int]:
         again = call(fast, case.build()) if warm else got
         handed = counting.calls - before
         if not warm:
-            forget_served()
+            forget()
         expected = call(django, case.build())
         if got != expected or again != expected:
             different.append((case, warm, got if got != expected else again, expected))
@@ -341,10 +367,10 @@ def differences(django, counting, fast, cases: list[Case]) -> tuple[list, int]:
 
     for case in cases:
         if not (case.headers or case.query or case.environ):
-            forget_served()
+            forget()
             compare(case, warm=False)
-    forget_served()
-    for path in PATHS:
+    forget()
+    for path in paths:
         call(django, Case("GET", path).build())
     for case in cases:
         compare(case, warm=True)
@@ -436,21 +462,36 @@ def test_a_warm_read_costs_no_query_and_a_miss_goes_to_django(
     assert dict(headers)["Content-Length"] == str(len(body))
 
 
-def test_an_error_in_the_fast_path_is_logged_and_django_answers(
-    handlers, accounts, monkeypatch, caplog
-):
+def assert_a_broken_rule_is_logged_and_django_answers(
+    handlers, monkeypatch, caplog, *, rule: str, path: str
+) -> None:
+    """With ``rule`` (the view's, e.g. ``accounts.serving_policy.token_answer``)
+    failing, the fast path logs it and hands ``path`` to Django, whose view fails."""
     django, counting, fast = handlers
-    call(django, Case("GET", "/token/acme.json").build())
+    call(django, Case("GET", path).build())
+    before = counting.calls
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr("accounts.serving_policy.token_answer", broken)
+    monkeypatch.setattr(rule, broken)
     with caplog.at_level(logging.ERROR, logger="accounts.fastpath"):
-        status, _, body = call(fast, Case("GET", "/token/acme.json").build())
-    assert counting.calls == 1
+        status, _, body = call(fast, Case("GET", path).build())
+    assert counting.calls == before + 1
     assert "token fast path failed" in caplog.text
     assert status == "500 Internal Server Error"  # Django's view calls the same rule
+
+
+def test_an_error_in_the_fast_path_is_logged_and_django_answers(
+    handlers, accounts, monkeypatch, caplog
+):
+    assert_a_broken_rule_is_logged_and_django_answers(
+        handlers,
+        monkeypatch,
+        caplog,
+        rule="accounts.serving_policy.token_answer",
+        path="/token/acme.json",
+    )
 
 
 def test_a_kept_answer_is_not_reused_once_its_entry_its_max_age_or_a_setting_changed(
@@ -462,9 +503,7 @@ def test_a_kept_answer_is_not_reused_once_its_entry_its_max_age_or_a_setting_cha
     request = Case("GET", "/token/acme.json", headers={"Origin": "https://example.com"})
 
     def both() -> tuple:
-        got = call(fast, request.build())
-        assert got == call(django, request.build())
-        return got
+        return agreed(fast, django, request)
 
     first = both()
     calls = counting.calls

@@ -219,13 +219,18 @@ def test_a_token_marked_needs_reconnect_stops_being_served_at_once(
 
 @pytest.mark.django_db
 def test_no_refresh_path_writes_an_account_with_a_queryset_update(ig, account, monkeypatch):
-    """Every account write goes through save(), which the cache receivers see."""
+    """Every account write goes through save(), which the cache receivers see; only
+    the claim, which nothing serves, is a conditional UPDATE of its one column."""
     from django.db.models import QuerySet
 
     real_update = QuerySet.update
+    claims = []
 
     def update(self, **kwargs):
-        assert self.model not in (InstagramAccount, AccessToken), kwargs
+        if self.model is InstagramAccount and set(kwargs) == {"refresh_locked_until"}:
+            claims.append(kwargs["refresh_locked_until"])
+        else:
+            assert self.model not in (InstagramAccount, AccessToken), kwargs
         return real_update(self, **kwargs)
 
     monkeypatch.setattr(QuerySet, "update", update)
@@ -239,6 +244,8 @@ def test_no_refresh_path_writes_an_account_with_a_queryset_update(ig, account, m
     )
     account.refresh_from_db()
     assert account.status == "needs_reconnect" and account.refresh_locked_until is None
+    # Two refreshes: each claimed the account and gave the claim back.
+    assert len(claims) == 4 and claims[1] is None and claims[3] is None
 
 
 @pytest.mark.django_db

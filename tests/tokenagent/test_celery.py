@@ -51,6 +51,26 @@ def test_beat_schedule_has_one_entry_for_refresh_due_accounts():
     assert "accounts.tasks.refresh_due_accounts" in app.tasks
 
 
+def test_feed_syncs_have_their_own_queue_and_every_worker_line_consumes_both():
+    app.loader.import_default_modules()
+    router = app.amqp.router
+    assert router.route({}, "accounts.tasks.sync_feed")["queue"].name == settings.FEED_QUEUE
+    for task in ("refresh_account", "refresh_due_accounts", "send_alert"):
+        queue = router.route({}, f"accounts.tasks.{task}")["queue"].name
+        assert queue == settings.CELERY_TASK_DEFAULT_QUEUE != settings.FEED_QUEUE
+    # A worker started without --queues consumes both (both are declared) ...
+    assert set(app.amqp.queues) == {settings.CELERY_TASK_DEFAULT_QUEUE, settings.FEED_QUEUE}
+    # ... and the Procfiles' workers name them.
+    both = f"--queues {settings.CELERY_TASK_DEFAULT_QUEUE},{settings.FEED_QUEUE} "
+    for procfile in ("Procfile", "Procfile.dev"):
+        (worker,) = [
+            line
+            for line in (BASE_DIR / procfile).read_text().splitlines()
+            if line.startswith("worker:")
+        ]
+        assert both in worker, (procfile, worker)
+
+
 PROBE = r"""
 import logging, os, threading
 from celery.signals import worker_ready
