@@ -1,14 +1,22 @@
 """Fixtures of the accounts tests: Instagram's HTTP side as a ``responses`` mock
 (with tests/conftest.py's ``agent_settings`` pointing the agent at it), the
 signed-in owner, Celery run inline, an empty cache per test for the served URLs,
-and the embedded broker in a folder of the test's own. The plain helpers beside
+the embedded broker in a folder of the test's own, and the WSGI fast path beside
+Django for the differential tests (``handlers``, ``clock``). The plain helpers beside
 them are in connect_support.py (sign-in, connect, imports) and refresh_support.py
 (the refresh engine)."""
+
+import time
 
 import pytest
 import responses
 from django.contrib.auth import get_user_model
+from django.core.handlers.wsgi import WSGIHandler
+from django.core.signals import request_finished, request_started
+from django.db import close_old_connections
 
+from accounts import token_cache
+from accounts.fastpath import FastPath
 from tests import instagram_fakes as fakes
 from tests.accounts.connect_support import OWNER
 
@@ -64,3 +72,51 @@ def filesystem_broker(settings, tmp_path):
         "data_folder_out": str(tmp_path),
     }
     return tmp_path
+
+
+# --- The fast path beside Django (test_fastpath_differential.py and its feed twin) ---
+
+
+class Counting:
+    """A WSGI app that counts the requests reaching it."""
+
+    def __init__(self, app) -> None:
+        self.app, self.calls = app, 0
+
+    def __call__(self, environ, start_response):
+        self.calls += 1
+        return self.app(environ, start_response)
+
+
+class Clock:
+    """The serving clock, the same for both paths, moved by hand (Cache-Control's
+    max-age counts down each second)."""
+
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def time(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock():
+    return Clock()
+
+
+@pytest.fixture
+def handlers(settings, monkeypatch, clock, fresh_cache):
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+    # As Django's test client does: a request must not close the test's transaction.
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    # One clock for both paths (Cache-Control max-age counts down each second).
+    monkeypatch.setattr("accounts.selectors.serving.time", clock)
+    django = WSGIHandler()
+    counting = Counting(django)
+    try:
+        yield django, counting, FastPath(counting)
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
+        token_cache.clear_local()

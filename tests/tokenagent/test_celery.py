@@ -3,7 +3,7 @@ worker keeps Django's redacting log configuration."""
 
 from django.conf import settings
 
-from tests.child_python import child_env, run_python
+from tests.child_python import BASE_DIR, child_env, run_python
 from tokenagent.celery import app
 
 
