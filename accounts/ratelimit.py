@@ -6,7 +6,8 @@ One middleware applies django-ratelimit's core (``django_ratelimit.core.get_usag
 by path, so the views stay unaware of it. Counters live in the cache alias
 ``RATELIMIT_USE_CACHE`` ("ratelimit"): on a one-machine install a file cache in a
 folder of its own (the count is approximate there: that backend has no atomic
-increment), so nothing stored in the token cache can cull a counter; on Redis a key
+increment), so nothing stored in the token cache can cull a counter; without Redis on
+PostgreSQL a table of its own, with an atomic increment (tokenagent/cache.py); on Redis a key
 prefix of their own in the one Redis, where no public request stores a key of its
 own choosing, so no flood can fill it. Each client address gets its own counter
 per group; over the limit the request is refused with ``429 Too Many Requests``
@@ -27,7 +28,8 @@ address it saw; 0 when clients connect directly, and then the header, which
 anyone can forge, is ignored).
 
 If the cache cannot be reached the limit fails open (the request goes through
-and a warning is logged): an outage of Redis must not lock the owner out.
+and a warning is logged): an outage of Redis (or of the database cache) must not
+lock the owner out.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.html import escape
 from django_ratelimit.core import get_usage
@@ -198,7 +201,7 @@ class RateLimitMiddleware:
             usage = get_usage(
                 request, group=f"tokenagent:{rule.group}", key=_key, rate=rate, increment=True
             )
-        except (RedisError, OSError) as exc:
+        except (RedisError, OSError, DatabaseError) as exc:
             logger.warning("rate limit for %s not applied: cache unavailable (%s)", rule.group, exc)
             return None
         if usage is None or not usage["should_limit"]:

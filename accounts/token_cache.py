@@ -26,7 +26,8 @@ Services do not call anything for writes through the ORM (``save()``, ``delete()
 the admin). Only writes that bypass signals (queryset ``.update()``,
 ``bulk_update``) must call :func:`invalidate` after commit.
 
-The cache is an accelerator, never a dependency: when it fails (Redis down), a
+The cache is an accelerator, never a dependency: when it fails (Redis down, or the
+database that holds it without Redis, tokenagent/cache.py), a
 read is a miss (the caller rebuilds from the database), a write or invalidation
 is skipped with a warning (an entry missed that way lapses within ENTRY_TTL).
 """
@@ -40,15 +41,16 @@ from typing import TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
+from django.db import DatabaseError, transaction
 from django.db.models.signals import post_delete, post_save, pre_save
 from redis.exceptions import RedisError
 
 from accounts.models import AccessToken, FeedSnapshot, InstagramAccount
 
 logger = logging.getLogger(__name__)
-# What a failing cache backend raises: redis-py's errors, socket and file errors.
-CACHE_ERRORS = (RedisError, OSError)
+# What a failing cache backend raises: redis-py's errors, socket and file errors, and
+# the database cache's errors.
+CACHE_ERRORS = (RedisError, OSError, DatabaseError)
 
 DEFAULT_KEY = "token:__default__"
 FEED_DEFAULT_KEY = "feed:__default__"
@@ -104,6 +106,13 @@ def get(key: str) -> object:
             _local.clear()
         _local[key] = (now + seconds, entry)
     return entry
+
+
+def known_unknown(slug: str) -> bool:
+    """True when the cached set of every account's slug is there and lacks ``slug``:
+    a cache-only answer for an unknown name (False when the set is not cached)."""
+    slugs = get(SLUGS_KEY)
+    return isinstance(slugs, frozenset) and slug not in slugs
 
 
 def clear_local() -> None:

@@ -235,6 +235,9 @@ def agent_env(
         # Bind loopback only (tokenagent/web.py); the Procfile line itself is run unchanged.
         "WEB_HOST": HOST,
         "LOG_LEVEL": "INFO",
+        # The formation with worker dynos of its own: ``web`` is the web server alone
+        # (scripts/dyno.py). The one-dyno formation passes EMBEDDED_WORKER=True.
+        "EMBEDDED_WORKER": "False",
     }
     env.update({k: str(v) for k, v in extra.items()})
     return env

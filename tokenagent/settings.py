@@ -202,8 +202,10 @@ if REDIS_URL:
     if REDIS_TLS:
         CELERY_BROKER_USE_SSL = {"ssl_cert_reqs": ssl.CERT_NONE}
 else:
-    # One machine, no services: Kombu's filesystem transport works across processes
-    # and survives restarts; the file cache is shared by web and worker.
+    # No Redis: Kombu's filesystem transport works across the processes of one machine
+    # (or dyno) and survives their restarts. On Heroku a dyno's disk is wiped when it
+    # restarts, and the queued messages with it: harmless, since beat's next tick
+    # finds again, in the database, every refresh and sync that is due.
     BROKER_DIR = VAR_DIR / "broker"
     for sub in ("queue", "control", "processed"):
         (BROKER_DIR / sub).mkdir(parents=True, exist_ok=True)
@@ -214,6 +216,26 @@ else:
         "control_folder": str(BROKER_DIR / "control"),
         "processed_folder": str(BROKER_DIR / "processed"),
     }
+if not REDIS_URL and DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # No Redis but PostgreSQL (Heroku's one-dyno formation): the cache lives in the
+    # database, shared by every process of every dyno, so a refresh anywhere
+    # invalidates what every web process serves (tokenagent/cache.py; the tables come
+    # from a migration). Rate-limit counters in a table of their own, culled apart.
+    CACHES = {
+        "default": {
+            "BACKEND": "tokenagent.cache.DatabaseCache",
+            "LOCATION": "tokenagent_cache",
+            # Bounded by the accounts (a few entries each); culling is only a backstop.
+            "OPTIONS": {"MAX_ENTRIES": 50000},
+        },
+        "ratelimit": {
+            "BACKEND": "tokenagent.cache.DatabaseCache",
+            "LOCATION": "tokenagent_ratelimit",
+            "OPTIONS": {"MAX_ENTRIES": 10000},
+        },
+    }
+elif not REDIS_URL:
+    # One machine with SQLite: the file cache is shared by web and worker.
     CACHES = {
         "default": {
             "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
@@ -228,6 +250,10 @@ else:
             "OPTIONS": {"MAX_ENTRIES": 10000},
         },
     }
+
+# Whether the web dyno runs the Celery worker and beat too (scripts/dyno.py reads it
+# from the environment; the setup page checks the formation with it).
+EMBEDDED_WORKER = env.bool("EMBEDDED_WORKER", default=True)
 
 # --- Celery ---------------------------------------------------------------------
 CELERY_TIMEZONE = "UTC"
@@ -327,6 +353,11 @@ CELERY_BEAT_SCHEDULE = {
     "refresh-due-accounts": {
         "task": "accounts.tasks.refresh_due_accounts",
         "schedule": REFRESH_TICK_SECONDS,
+        # A tick still queued when the next one is due is dropped unread: the next
+        # one reads what is due from the database anyway. Otherwise a worker kept busy
+        # (a dyno's first feed syncs, beside the web server in the one-dyno formation)
+        # works through a backlog of stale ticks before the refreshes they queued.
+        "options": {"expires": REFRESH_TICK_SECONDS},
     },
 }
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")

@@ -287,12 +287,29 @@ def _check_redis() -> CheckItem:
     label = "Broker and cache (REDIS_URL)"
     if settings.REDIS_URL:
         return CheckItem("redis", label, OK, "Redis is the Celery broker and the cache.")
+    if not settings.EMBEDDED_WORKER:
+        return CheckItem(
+            "redis",
+            label,
+            WARNING,
+            "EMBEDDED_WORKER is off but REDIS_URL is not set: a worker dyno cannot read the "
+            "tasks queued on the web dyno's own disk. Add Heroku Key-Value Store, or set "
+            "EMBEDDED_WORKER=True (the one-dyno formation).",
+        )
+    if connection.vendor == "postgresql":
+        return CheckItem(
+            "redis",
+            label,
+            OK,
+            "Not needed: the cache is in PostgreSQL, shared by every process and dyno; the "
+            "worker runs in this dyno, its queue on the dyno's disk.",
+        )
     return CheckItem(
         "redis",
         label,
         INFO if settings.DEBUG else WARNING,
         "Not set: the embedded broker and file cache are used. Fine on one machine; on "
-        "Heroku web and worker dynos do not share a disk, so add Heroku Key-Value Store.",
+        "Heroku add Heroku Postgres, which then holds the cache.",
     )
 
 

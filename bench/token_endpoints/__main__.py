@@ -78,8 +78,9 @@ def server_commands() -> dict[str, str]:
     """The Procfile's web line as written, and the other candidate servers."""
     web = procfile_web_line()
     commands = {"procfile": web}
+    server = web.removeprefix("python scripts/dyno.py ")  # the one-dyno launcher
     for name, line in (("granian", GRANIAN), ("gunicorn", GUNICORN)):
-        if line != web:
+        if line != server:
             commands[name] = line
     return commands
 
@@ -125,6 +126,8 @@ def base_env(var_dir: Path, port: int, workers: int, redis_url: str | None) -> d
             "WEB_CONCURRENCY": str(workers),
             "PYTHONPATH": str(ROOT),
             "PATH": f"{BIN}:{env.get('PATH', '')}",
+            # The web server alone (scripts/dyno.py runs it without the worker).
+            "EMBEDDED_WORKER": "False",
         }
     )
     if redis_url:

@@ -15,6 +15,9 @@ an older one (version and expiry only move forward), and the token endpoints
 answered no 5xx during (a), (b) and (c). The 5xx count of (d), during which
 some requests must reach the stopped database, is reported.
 
+The same drills, but (a), run on the one-dyno formation (web server and worker in
+one ``web`` dyno, no Redis): test_one_dyno_drills.py.
+
 Run alone: ``pytest tests/integration/test_fault_drills.py -s`` prints the
 counts. About three minutes; marked slow. Never skipped in CI (``CI=true``):
 a missing prerequisite fails loudly there.
@@ -27,16 +30,25 @@ import json
 import os
 import secrets
 import shutil
+import signal
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
 from harness import procfile_stack as stack
-from harness.processes import HOST, PrivateRedis, StackError, free_port, wait_for
+from harness.processes import (
+    HOST,
+    PrivateRedis,
+    StackError,
+    free_port,
+    process_tree,
+    wait_for,
+)
 
 pytestmark = [
     pytest.mark.slow,
@@ -52,7 +64,6 @@ BATCHES = ("a", "b", "c", "d")
 PER_BATCH = 3
 STEADY = 3  # accounts never due during the drills
 RECOVERY_TIMEOUT = 60
-REPORT: dict = {}
 
 
 def _require(condition: bool, what: str) -> None:
@@ -142,11 +153,17 @@ class Monitor(threading.Thread):
 
 
 class Drill:
-    def __init__(self, workdir: Path) -> None:
+    """The stack and its load. ``one_dyno``: the one-dyno formation (the web line
+    with its embedded worker, no Redis), and the feed URLs loaded too."""
+
+    def __init__(self, workdir: Path, *, one_dyno: bool = False) -> None:
         self.workdir = workdir
+        self.one_dyno = one_dyno
+        self.report: dict = {}
+        self.killed_worker: int | None = None
         self.logdir = workdir / "logs"
         self.logdir.mkdir()
-        self.redis = PrivateRedis(workdir).start()
+        self.redis = None if one_dyno else PrivateRedis(workdir).start()
         self.pg = stack.PrivatePostgres().start()
         self.instagram = stack.Sandbox(workdir)
         self.web_port = free_port()
@@ -154,7 +171,7 @@ class Drill:
         var_dir.mkdir()
         self.env = stack.agent_env(
             database_url=self.pg.url,
-            redis_url=self.redis.url,
+            redis_url=self.redis.url if self.redis else "",
             var_dir=var_dir,
             instagram_url=self.instagram.base_url,
             secret_key=secrets.token_urlsafe(50),
@@ -167,6 +184,11 @@ class Drill:
             REFRESH_FAILURE_COOLDOWN_SECONDS=5,
             INSTAGRAM_READ_TIMEOUT=15,
             LOG_LEVEL="INFO",
+            EMBEDDED_WORKER=one_dyno,
+            # The one dyno's two worker processes share its CPU with the web server
+            # and the load: fewer posts make its first syncs, which the drills wait
+            # for, shorter (feed volume is bench/feed's business).
+            **({"FEED_MAX_POSTS": 6} if one_dyno else {}),
         )
         stack.django_run(self.env, "manage.py", "migrate", "--noinput", "-v", "0")
         self.slugs = {"steady": [f"steady-{i}" for i in range(1, STEADY + 1)]}
@@ -181,7 +203,9 @@ class Drill:
         self.initial = self.stored()
         self.ran: set[str] = set()
         self.web = stack.procfile_process("web", self.env, self.logdir).start()
-        self.worker = stack.procfile_process("worker", self.env, self.logdir).start()
+        self.worker = (
+            None if one_dyno else stack.procfile_process("worker", self.env, self.logdir).start()
+        )
         wait_for(self._web_up, timeout=60, what="the web process")
         self.monitor = Monitor(self.pg)
         self.monitor.start()
@@ -203,6 +227,10 @@ class Drill:
             interval=1,
             what="every account's first feed sync",
         )
+        if one_dyno:  # each feed now has a snapshot to serve (before: 503 by design)
+            self.load.paths.extend(
+                f"/feed/{slug}.json" for slugs in self.slugs.values() for slug in slugs
+            )
 
     def _feeds_attempted(self) -> int:
         with self.pg.connect() as conn:
@@ -239,7 +267,10 @@ class Drill:
             )
 
     def drop_served_copies(self, batch: str) -> int:
-        """Delete the batch's served entries from Redis (Django's cache keys)."""
+        """Delete the batch's served entries from Redis (Django's cache keys). With the
+        cache in the database, every entry is out of reach already."""
+        if self.redis is None:
+            return 0
         import redis
 
         client = redis.Redis(host=HOST, port=self.redis.port)
@@ -259,7 +290,7 @@ class Drill:
             lambda: self.refreshed(batch),
             timeout=RECOVERY_TIMEOUT,
             interval=0.5,
-            what=f"batch {batch} to be refreshed (worker errors:\n{self.worker.errors()})",
+            what=f"batch {batch} to be refreshed (worker errors:\n{self.worker_errors()})",
         )
         return time.monotonic() - started
 
@@ -271,21 +302,69 @@ class Drill:
             what="a refresh call to reach Instagram",
         )
 
+    def worker_errors(self) -> str:
+        return (self.worker or self.web).errors()
+
+    def embedded_worker(self) -> int | None:
+        """The Celery worker's main process inside the one dyno: the celery process
+        whose parent (the launcher) is not one (its pool processes and beat are)."""
+        assert self.web.pid is not None
+
+        def celery(pid: int) -> bool:
+            try:
+                argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            except OSError:
+                return False
+            return any(a.endswith(b"/celery") for a in argv[:2])
+
+        for pid in process_tree(self.web.pid):
+            try:
+                parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+            if celery(pid) and not celery(parent):
+                return pid
+        return None
+
+    def kill_worker(self) -> None:
+        """SIGKILL the worker with its pool processes and beat, as a crash would."""
+        if self.worker is not None:
+            self.worker.kill()
+            return
+        main = wait_for(self.embedded_worker, timeout=10, what="the embedded worker")
+        self.killed_worker = main
+        for pid in process_tree(main):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def start_worker(self) -> None:
+        """Start the killed worker again: the dyno's launcher does it by itself."""
+        if self.worker is not None:
+            self.worker.start()
+            return
+        wait_for(
+            lambda: self.embedded_worker() not in (None, self.killed_worker),
+            timeout=30,
+            what="the launcher to start the worker again",
+        )
+
     def phase_counts(self, phase: str) -> Counter:
         return self.load.total(phase)
 
     def close(self) -> None:
         """Stop everything, even when one step fails; then report the failures."""
         failures = []
-        for step in (
+        steps: list[Callable[[], object]] = [
             self.load.stop,
             self.monitor.stop,
             self.web.stop,
-            self.worker.stop,
             self.instagram.close,
-            self.redis.stop,
-            self.pg.stop,
-        ):
+        ]
+        steps += [self.worker.stop] if self.worker else []
+        steps += [self.redis.stop] if self.redis else []
+        for step in [*steps, self.pg.stop]:
             try:
                 step()
             except Exception as exc:  # noqa: BLE001 (tear everything down regardless)
@@ -303,17 +382,22 @@ def drill(tmp_path_factory, request):
     _require(
         os.geteuid() != 0 or shutil.which("runuser") is not None, "runuser to run postgres as root"
     )
+    yield from run_drill(tmp_path_factory, request, one_dyno=False)
+
+
+def run_drill(tmp_path_factory, request, *, one_dyno: bool):
     workdir = tmp_path_factory.mktemp("drill")
-    d = Drill(workdir)
+    d = Drill(workdir, one_dyno=one_dyno)
     yield d
     d.close()
-    (workdir / "report.json").write_text(json.dumps(REPORT, indent=2, default=str))
-    _print_report(request.config)
+    (workdir / "report.json").write_text(json.dumps(d.report, indent=2, default=str))
+    title = "the one-dyno formation; token and feed" if one_dyno else "token"
+    _print_report(request.config, d.report, title)
 
 
 def _record(phase: str, drill: Drill, **extra) -> Counter:
     counts = drill.phase_counts(phase)
-    REPORT[phase] = {
+    drill.report[phase] = {
         "requests": sum(counts.values()),
         "5xx": stack.Load.server_errors(counts),
         "errors": counts.get("error", 0),
@@ -323,12 +407,12 @@ def _record(phase: str, drill: Drill, **extra) -> Counter:
     return counts
 
 
-def _print_report(config) -> None:
+def _print_report(config, report: dict, title: str) -> None:
     """Onto the terminal (also without ``-s``) and into a JSON file beside the logs."""
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     capture = config.pluginmanager.get_plugin("capturemanager")
-    lines = ["FAULT DRILL REPORT (token endpoints; 5xx and connection errors per drill)"]
-    lines += [f"  {phase}: {json.dumps(row, default=str)}" for phase, row in REPORT.items()]
+    lines = [f"FAULT DRILL REPORT ({title} endpoints; 5xx and connection errors per drill)"]
+    lines += [f"  {phase}: {json.dumps(row, default=str)}" for phase, row in report.items()]
     if reporter and capture:
         with capture.global_and_fixture_disabled():
             reporter.write_line("")
@@ -370,13 +454,13 @@ def test_b_worker_killed_mid_refresh_and_restarted(drill):
     drill.make_due("b")
     drill.wait_refresh_in_flight(calls)
     time.sleep(1)
-    drill.worker.kill()
+    drill.kill_worker()
     # Nothing was half-written: every token of the batch is the one it had.
     after_kill = drill.versions()
     assert {s: after_kill[s] for s in drill.slugs["b"]} == {s: before[s] for s in drill.slugs["b"]}
     time.sleep(2)
     drill.instagram.slow_refresh(0)
-    drill.worker.start()
+    drill.start_worker()
     recovered = drill.wait_refreshed("b")
     drill.load.phase = "after-b"
     counts = _record("b", drill, refreshed_after_restart_s=round(recovered, 1))
@@ -411,6 +495,7 @@ def test_d_postgres_restarts(drill):
     database while it is down: the 5xx they get is the figure reported."""
     drill.load.phase = "d"
     drill.make_due("d")
+    time.sleep(2)  # requests sent before this phase are answered before the outage
     drill.pg.down()
     dropped = drill.drop_served_copies("d")
     time.sleep(5)
@@ -455,7 +540,7 @@ def test_afterwards_every_account_holds_a_working_token_and_none_went_back(drill
     calm = {p: c for p, c in drill.load.counts.items() if p not in ("d", "after-d")}
     assert {p: stack.Load.server_errors(c) for p, c in calm.items()} == dict.fromkeys(calm, 0)
     total = drill.load.total()
-    REPORT["all"] = {
+    drill.report["all"] = {
         "requests": sum(total.values()),
         "5xx": stack.Load.server_errors(total),
         "errors": total.get("error", 0),

@@ -238,19 +238,17 @@ def test_every_described_entry_says_what_it_is_for():
         assert entry.get("description"), name
 
 
-def test_postgres_and_redis_on_their_cheapest_current_plans():
-    # Essential-0 replaced mini/hobby-dev; Key-Value Store's add-on slug is still heroku-redis.
-    assert APP_JSON["addons"] == ["heroku-postgresql:essential-0", "heroku-redis:mini"]
+def test_postgres_alone_on_its_cheapest_current_plan():
+    # Essential-0 replaced mini/hobby-dev. No Redis: the one-dyno formation keeps its
+    # cache in Postgres (tests/tokenagent/test_formations.py checks the README's table).
+    assert APP_JSON["addons"] == ["heroku-postgresql:essential-0"]
 
 
-def test_one_web_and_one_worker_that_never_sleep():
-    formation = APP_JSON["formation"]
-    assert set(formation) == {"web", "worker"}
-    # The worker embeds beat: more than one would send every job twice.
-    assert formation["worker"]["quantity"] == 1
-    assert formation["web"]["quantity"] >= 1
-    # Eco dynos sleep with the web dyno, and beat with them.
-    assert {p["size"] for p in formation.values()} == {"basic"}
+def test_one_web_dyno_that_never_sleeps_runs_everything():
+    # The web line runs the worker with beat beside the web server (scripts/dyno.py);
+    # one dyno of it, so one beat. Eco dynos sleep, and beat with them.
+    assert APP_JSON["formation"] == {"web": {"quantity": 1, "size": "basic"}}
+    assert env_entries()["EMBEDDED_WORKER"]["value"] == "True"
 
 
 def test_formation_names_the_procfiles_processes():
@@ -356,7 +354,8 @@ def test_the_web_process_adds_no_second_access_log():
 
     procfile = (BASE_DIR / "Procfile").read_text()
     web = next(line for line in procfile.splitlines() if line.startswith("web:"))
-    assert web == "web: python -m tokenagent.web tokenagent.wsgi:application"
+    # scripts/dyno.py runs the server beside the worker (the one-dyno formation).
+    assert web == "web: python scripts/dyno.py python -m tokenagent.web tokenagent.wsgi:application"
     assert web_server.server_options({})["log_access"] is False
     assert not {n for n in env_entries() if n.startswith(("GUNICORN", "GRANIAN"))}
 

@@ -356,8 +356,14 @@ def test_blank_values_in_env_file_mean_defaults(tmp_path):
 
 
 def test_feed_settings_default_to_the_contract_and_the_tick_follows_the_feed(tmp_path):
-    out = load(tmp_path, "FEED_SYNC_SECONDS", "FEED_MAX_POSTS", "REFRESH_TICK_SECONDS", **PROD)
-    assert out == {"FEED_SYNC_SECONDS": 1800, "FEED_MAX_POSTS": 50, "REFRESH_TICK_SECONDS": 300}
+    names = ("FEED_SYNC_SECONDS", "FEED_MAX_POSTS", "REFRESH_TICK_SECONDS", "FEED_IMAGE_DECODES")
+    out = load(tmp_path, *names, **PROD)
+    assert out == {
+        "FEED_SYNC_SECONDS": 1800,
+        "FEED_MAX_POSTS": 50,
+        "REFRESH_TICK_SECONDS": 300,
+        "FEED_IMAGE_DECODES": 2,
+    }
     # A longer feed period leaves the token tick at its 15 minutes; a shorter one
     # makes beat fire more often, a sixth of the period.
     names = ("FEED_SYNC_SECONDS", "REFRESH_TICK_SECONDS", "CELERY_BEAT_SCHEDULE")
@@ -383,6 +389,8 @@ def test_feed_settings_default_to_the_contract_and_the_tick_follows_the_feed(tmp
         ("FEED_MAX_POSTS", "0", "between 1 and 200"),
         ("FEED_MAX_POSTS", "201", "between 1 and 200"),
         ("FEED_MAX_POSTS", "fifty", "whole number"),
+        ("FEED_IMAGE_DECODES", "0", "between 1 and 64"),
+        ("FEED_IMAGE_DECODES", "two", "whole number"),
     ],
 )
 def test_a_feed_setting_out_of_bounds_stops_startup(tmp_path, name, value, says):
