@@ -356,8 +356,8 @@ def test_blank_values_in_env_file_mean_defaults(tmp_path):
 
 
 def test_feed_settings_default_to_the_contract_and_the_tick_follows_the_feed(tmp_path):
-    names = ("FEED_SYNC_SECONDS", "FEED_MAX_POSTS", "REFRESH_TICK_SECONDS", "FEED_IMAGE_DECODES")
-    out = load(tmp_path, *names, **PROD)
+    defaults = ("FEED_SYNC_SECONDS", "FEED_MAX_POSTS", "REFRESH_TICK_SECONDS", "FEED_IMAGE_DECODES")
+    out = load(tmp_path, *defaults, **PROD)
     assert out == {
         "FEED_SYNC_SECONDS": 1800,
         "FEED_MAX_POSTS": 50,
