@@ -108,6 +108,13 @@ def get(key: str) -> object:
     return entry
 
 
+def known_unknown(slug: str) -> bool:
+    """True when the cached set of every account's slug is there and lacks ``slug``:
+    a cache-only answer for an unknown name (False when the set is not cached)."""
+    slugs = get(SLUGS_KEY)
+    return isinstance(slugs, frozenset) and slug not in slugs
+
+
 def clear_local() -> None:
     """Forget this process's short-lived copies (tests; invalidation does it per key)."""
     _local.clear()

@@ -2,11 +2,13 @@
 Heroku parity) and the benchmarks (bench/load, bench/refresh_fanout):
 
 - free loopback ports and polling with a deadline (``wait_for``);
+- stopping a plain child process (``terminate``: SIGTERM, then SIGKILL);
 - a command in its own session/process group, logging to a file, that can be
   stopped (SIGTERM, then SIGKILL) or killed outright, children included;
 - readers of /proc: a session's processes, a process's children, the tree;
 - a private ``redis-server`` on a free port (never the machine's shared one:
-  stopping it is part of several tests).
+  stopping it is part of several tests), optionally with a password and TLS only
+  (a self-signed certificate), as Heroku Key-Value Store hands one out.
 
 Everything binds 127.0.0.1.
 """
@@ -22,7 +24,10 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import redis
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -62,6 +67,17 @@ def tail(path: Path, lines: int = 40) -> str:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
     except OSError:
         return "(no log)"
+
+
+def terminate(proc: subprocess.Popen, timeout: float = 10) -> None:
+    """SIGTERM ``proc``; SIGKILL it if it has not exited after ``timeout`` seconds.
+    Reaped either way."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
 
 
 def signal_group(pgid: int, sig: int) -> None:
@@ -217,43 +233,54 @@ class Process:
 
 
 class PrivateRedis:
-    """redis-server on a free loopback port, no persistence; stop/start keep the port."""
+    """redis-server on a free loopback port, no persistence; stop/start keep the port.
+    ``password``: clients must AUTH. ``tls``: the port speaks TLS only, with a
+    self-signed certificate for ``common_name`` made by openssl (``rediss://``)."""
 
-    def __init__(self, workdir: Path, *, start_timeout: float = 15) -> None:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        start_timeout: float = 15,
+        password: str = "",
+        tls: bool = False,
+        common_name: str = "localhost",
+    ) -> None:
         self.workdir = workdir
         self.start_timeout = start_timeout
+        self.password, self.tls = password, tls
         server = shutil.which("redis-server")
         if server is None:
             raise StackError("redis-server was not found (Debian: apt-get install redis-server)")
         self.port = free_port()
-        self.process = Process(
-            "redis",
-            [
-                server,
-                "--port",
-                str(self.port),
-                "--bind",
-                HOST,
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-            ],
-            {"PATH": os.environ.get("PATH", "")},
-            workdir,
-        )
+        argv = [server, "--bind", HOST, "--save", "", "--appendonly", "no", "--dir", str(workdir)]
+        if password:
+            argv += ["--requirepass", password]
+        if tls:
+            cert, key = _self_signed_certificate(workdir, common_name)
+            argv += ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "no"]
+            argv += ["--tls-cert-file", str(cert), "--tls-key-file", str(key)]
+        else:
+            argv += ["--port", str(self.port)]
+        self.process = Process("redis", argv, {"PATH": os.environ.get("PATH", "")}, workdir)
 
     @property
     def url(self) -> str:
-        return f"redis://{HOST}:{self.port}/0"
+        auth = f":{self.password}@" if self.password else ""
+        return f"{'rediss' if self.tls else 'redis'}://{auth}{HOST}:{self.port}/0"
+
+    def client(self, socket_timeout: float = 5) -> redis.Redis:
+        """A redis-py client of this server (the certificate not checked)."""
+        import redis
+
+        tls = {"ssl_cert_reqs": None} if self.tls else {}
+        return redis.Redis.from_url(self.url, socket_timeout=socket_timeout, **tls)
 
     def ping(self) -> bool:
         import redis
 
         try:
-            return bool(redis.Redis(host=HOST, port=self.port, socket_timeout=0.5).ping())
+            return bool(self.client(socket_timeout=0.5).ping())
         except (redis.RedisError, OSError):
             return False
 
@@ -265,3 +292,17 @@ class PrivateRedis:
     def stop(self) -> None:
         """Gone at once, as when the Redis host dies (no clean client disconnect)."""
         self.process.kill()
+
+
+def _self_signed_certificate(workdir: Path, common_name: str) -> tuple[Path, Path]:
+    """A certificate and key for ``common_name`` in ``workdir``, made by openssl."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        raise StackError("openssl was not found (needed for a TLS redis-server)")
+    cert, key = workdir / "redis.crt", workdir / "redis.key"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+         "-subj", f"/CN={common_name}", "-keyout", str(key), "-out", str(cert)],
+        check=True, capture_output=True, timeout=60,
+    )  # fmt: skip
+    return cert, key

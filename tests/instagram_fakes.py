@@ -1,14 +1,21 @@
 """Instagram payloads and error shapes from docs/instagram.md, for `responses`.
 
 Each function returns exactly what the real API sends (observed and documented
-variants), and ``register_*`` helpers wire whole flows onto a RequestsMock."""
+variants), and ``register_*`` helpers wire whole flows onto a RequestsMock; last,
+Meta's ``signed_request`` as its deauthorize and data-deletion callbacks send it."""
 
+import base64
+import hashlib
+import hmac
 import json
 import re
 
 import requests
 import responses
 
+APP_ID = "1234567890123456"
+APP_SECRET = "test-app-secret"
+AUTHORIZE_URL = "https://www.instagram.com/oauth/authorize"
 API = "https://api.instagram.com"
 GRAPH = "https://graph.instagram.com"
 VERSION = "v21.0"
@@ -16,6 +23,7 @@ VERSION = "v21.0"
 SHORT_TOKEN = "IGAAFakeShort0a1b2c3"
 LONG_TOKEN = "IGAAFakeLongLived9z8y7x"
 REFRESHED_TOKEN = "IGAAFakeRefreshedLongLived42"
+OWNER = "acme_bakery"  # the agent's owner in agent_settings (tests/conftest.py)
 USER_ID = "17841400000000001"
 APP_SCOPED_ID = "9876543210987654"
 SIXTY_DAYS = 5183944
@@ -236,3 +244,26 @@ def register_login(
 
 def register_refresh(rsps: responses.RequestsMock, *, token=REFRESHED_TOKEN, status=200, body=None):
     rsps.add(responses.GET, REFRESH_URL, json=body or refreshed(token=token), status=status)
+
+
+# --- Meta's signed_request ---------------------------------------------------------
+
+
+def b64url(data: bytes) -> str:
+    """Base64url without padding, as Meta encodes a signed_request's two parts."""
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def signed_request(payload, secret: str = APP_SECRET) -> str:
+    """``<signature>.<payload>``: ``payload`` as JSON, signed with HMAC-SHA256 by the
+    app secret, as Meta sends it."""
+    body = b64url(json.dumps(payload).encode())
+    return f"{b64url(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest())}.{body}"
+
+
+def meta_post(path: str, value: str):
+    """POST ``signed_request=value`` to ``path`` as Meta does: a form, no cookies, no
+    CSRF token."""
+    from django.test import Client
+
+    return Client(enforce_csrf_checks=True).post(path, {"signed_request": value})

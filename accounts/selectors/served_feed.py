@@ -147,10 +147,8 @@ def cached_feed(slug: str | None) -> ServedFeed | None:
     entry = token_cache.get(key)
     if isinstance(entry, ServedFeed) and entry.format == FORMAT:
         return entry
-    if slug is not None:
-        slugs = token_cache.get(token_cache.SLUGS_KEY)
-        if isinstance(slugs, frozenset) and slug not in slugs:
-            return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
+    if slug is not None and token_cache.known_unknown(slug):
+        return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
     return None
 
 

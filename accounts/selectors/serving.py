@@ -277,10 +277,8 @@ def cached_token(slug: str | None, *, now: float | None = None) -> ServedToken |
     if isinstance(entry, ServedToken) and entry.format == FORMAT:
         if not entry.ok or entry.expires_ts > (time.time() if now is None else now):
             return entry
-    if slug is not None:
-        slugs = token_cache.get(token_cache.SLUGS_KEY)
-        if isinstance(slugs, frozenset) and slug not in slugs:
-            return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
+    if slug is not None and token_cache.known_unknown(slug):
+        return _error(UNKNOWN_ACCOUNT, slug=slug, account=None)
     return None
 
 

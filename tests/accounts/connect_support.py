@@ -1,12 +1,9 @@
-"""Helpers shared by the sign-in / connect / import tests (not a conftest: other
-engineers own those). Fixtures are imported by name into each test module."""
+"""Helpers shared by the sign-in / connect / import tests (their fixtures are in
+tests/accounts/conftest.py)."""
 
-import uuid
 from datetime import timedelta
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
-import responses
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.db import connection
@@ -17,7 +14,7 @@ from accounts.models import AccessToken, InstagramAccount, Invite, OAuthState
 from accounts.services.signin import InstagramLogin
 from tests import instagram_fakes as fakes
 
-OWNER = "acme_bakery"
+OWNER = fakes.OWNER
 CALLBACK = "/oauth/instagram/callback/"
 CODE = "AQDxFakeAuthorizationCode123"
 
@@ -34,47 +31,6 @@ def instagram_login(
             user_id=user_id, id=app_scoped_id or fakes.APP_SCOPED_ID, username=username
         ),
     )
-
-
-@pytest.fixture
-def agent_settings(settings):
-    """Real-Instagram settings pointed at the fakes, one owner, a private cache."""
-    settings.INSTAGRAM_APP_ID = "1234567890123456"
-    settings.INSTAGRAM_APP_SECRET = "test-app-secret"
-    settings.INSTAGRAM_AUTHORIZE_URL = "https://www.instagram.com/oauth/authorize"
-    settings.INSTAGRAM_API_URL = fakes.API
-    settings.INSTAGRAM_GRAPH_URL = fakes.GRAPH
-    settings.INSTAGRAM_GRAPH_VERSION = fakes.VERSION
-    settings.INSTAGRAM_SCOPES = ["instagram_business_basic"]
-    settings.SANDBOX_ENABLED = False
-    settings.OWNER_INSTAGRAM_USERNAMES = [OWNER]
-    settings.HIDE_HELP_PAGES = False
-    settings.ALLOWED_DOMAINS = ""
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"connect-tests-{uuid.uuid4()}",
-        }
-    }
-    return settings
-
-
-@pytest.fixture
-def ig():
-    """Instagram's HTTP side; any request not registered fails the call."""
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
-
-
-@pytest.fixture
-def owner_client(client, db, agent_settings):
-    """A browser signed in as the owner (a user linked to @acme_bakery)."""
-    from tests.factories import make_account
-
-    user = get_user_model().objects.create_user(username="instagram-owner")
-    make_account(username=OWNER, slug="acme", user=user, ig_user_id=fakes.USER_ID)
-    client.force_login(user)
-    return client
 
 
 def start(client, path="/login/", method="get", data=None) -> dict[str, str]:

@@ -1,10 +1,9 @@
-"""Helpers shared by the refresh-engine tests (not a conftest: other engineers own those)."""
+"""Helpers shared by the refresh-engine tests (their fixtures are in tests/accounts/conftest.py)."""
 
 import hashlib
 import hmac
 from datetime import timedelta
 
-import pytest
 import responses
 from django.utils import timezone
 
@@ -12,26 +11,6 @@ from accounts.models import AccessToken, InstagramAccount
 from tests import instagram_fakes as fakes
 
 OLD_TOKEN = "IGAAtestLongLivedToken0000000001"
-
-
-@pytest.fixture
-def eager_celery():
-    """Run queued tasks inline; a retry re-runs at once. Errors are not propagated
-    (Celery raises its Retry signal out of eager tasks when they are), so tests
-    check results and effects."""
-    from tokenagent.celery import app
-
-    saved = app.conf.task_always_eager, app.conf.task_eager_propagates
-    app.conf.task_always_eager = True
-    app.conf.task_eager_propagates = False
-    yield app
-    app.conf.task_always_eager, app.conf.task_eager_propagates = saved
-
-
-@pytest.fixture
-def ig():
-    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
-        yield rsps
 
 
 def refresh_calls(rsps) -> list:

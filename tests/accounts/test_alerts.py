@@ -1,5 +1,4 @@
 """Alerts: channels, deduplication, delivery failures that never crash a refresh."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.refresh_support)
 
 import json
 from datetime import timedelta
@@ -15,7 +14,6 @@ from kombu.exceptions import OperationalError
 
 from accounts import alerts, instagram
 from accounts.models import AlertState, InstagramAccount, RefresherHeartbeat
-from tests.accounts.refresh_support import eager_celery  # noqa: F401
 from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db

@@ -1,6 +1,5 @@
 """python manage.py refresh_tokens [ACCOUNT ...] [--force]: in-process, one quick
 attempt per account, one line per account, non-zero exit when any refresh failed."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.refresh_support)
 
 import io
 import subprocess
@@ -15,13 +14,7 @@ from django.utils import timezone
 from accounts.models import RefreshAttempt, RefresherHeartbeat
 from accounts.services import refresh_claim as claims
 from tests import instagram_fakes as fakes
-from tests.accounts.refresh_support import (  # noqa: F401
-    OLD_TOKEN,
-    add_refresh_error,
-    ig,
-    refresh_calls,
-    token_of,
-)
+from tests.accounts.refresh_support import OLD_TOKEN, add_refresh_error, refresh_calls, token_of
 from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db

@@ -15,16 +15,9 @@ from tests.factories import make_account
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-@pytest.fixture
-def sandbox(sandbox_live, settings):
-    settings.INSTAGRAM_GRAPH_VERSION = "v21.0"
-    settings.FEED_IMAGE_MAX_BYTES = 1024 * 1024
-    return sandbox_live
-
-
-def connected(sandbox, username, *, count=3, **fields):
-    sandbox.feed(username=username, count=count)
-    token = sandbox.mint(username=username)["access_token"]
+def connected(feed_sandbox, username, *, count=3, **fields):
+    feed_sandbox.feed(username=username, count=count)
+    token = feed_sandbox.mint(username=username)["access_token"]
     return make_account(
         slug=username.replace("_", "-"),
         username=username,
@@ -49,11 +42,11 @@ def by_slug(output: str) -> dict[str, str]:
     )
 
 
-def test_without_names_every_active_feed_is_read_now_one_line_each(sandbox):
-    connected(sandbox, "one_feed", count=3)
-    connected(sandbox, "two_feed", count=2)
-    connected(sandbox, "gone_feed", status="disconnected")
-    connected(sandbox, "lost_feed", status="needs_reconnect")
+def test_without_names_every_active_feed_is_read_now_one_line_each(feed_sandbox):
+    connected(feed_sandbox, "one_feed", count=3)
+    connected(feed_sandbox, "two_feed", count=2)
+    connected(feed_sandbox, "gone_feed", status="disconnected")
+    connected(feed_sandbox, "lost_feed", status="needs_reconnect")
     output, code = run()
     lines = by_slug(output)
     assert code == 0
@@ -62,33 +55,33 @@ def test_without_names_every_active_feed_is_read_now_one_line_each(sandbox):
         "synced 3 posts; pictures: 5 fetched, 0 reused, 0 missing, 0 deleted"
     )
     assert lines["two-feed"].startswith("synced 2 posts; pictures: 2 fetched")
-    assert sandbox.calls()["media"] == 2
+    assert feed_sandbox.calls()["media"] == 2
     assert FeedSnapshot.objects.filter(account__slug="one-feed").get().synced_at is not None
 
 
-def test_a_feed_read_a_moment_ago_is_read_again(sandbox):
-    connected(sandbox, "one_feed")
+def test_a_feed_read_a_moment_ago_is_read_again(feed_sandbox):
+    connected(feed_sandbox, "one_feed")
     run("one-feed")
     output, code = run("one-feed")
     assert code == 0
     assert by_slug(output)["one-feed"].startswith("synced 3 posts; pictures: 0 fetched, 5 reused")
-    assert sandbox.calls()["media"] == 2
+    assert feed_sandbox.calls()["media"] == 2
 
 
-def test_named_feeds_only_in_the_order_given(sandbox):
-    connected(sandbox, "one_feed")
-    connected(sandbox, "two_feed")
+def test_named_feeds_only_in_the_order_given(feed_sandbox):
+    connected(feed_sandbox, "one_feed")
+    connected(feed_sandbox, "two_feed")
     output, code = run("two-feed")
     assert code == 0 and list(by_slug(output)) == ["two-feed"]
-    assert sandbox.calls()["media"] == 1
+    assert feed_sandbox.calls()["media"] == 1
 
 
-def test_a_failure_exits_1_keeps_the_snapshot_and_the_others_go_on(sandbox):
-    connected(sandbox, "bad_feed")
-    connected(sandbox, "good_feed")
+def test_a_failure_exits_1_keeps_the_snapshot_and_the_others_go_on(feed_sandbox):
+    connected(feed_sandbox, "bad_feed")
+    connected(feed_sandbox, "good_feed")
     run("bad-feed")
     pictures = FeedImage.objects.count()
-    sandbox.fail("media", ["http500"])
+    feed_sandbox.fail("media", ["http500"])
     output, code = run("bad-feed", "good-feed")
     lines = by_slug(output)
     assert code == 1
@@ -101,41 +94,41 @@ def test_a_failure_exits_1_keeps_the_snapshot_and_the_others_go_on(sandbox):
     assert FeedImage.objects.count() >= pictures  # nothing of the old snapshot went away
 
 
-def test_a_named_account_needing_reconnection_fails(sandbox):
-    connected(sandbox, "lost_feed", status="needs_reconnect")
+def test_a_named_account_needing_reconnection_fails(feed_sandbox):
+    connected(feed_sandbox, "lost_feed", status="needs_reconnect")
     output, code = run("lost-feed")
     assert code == 1
     assert by_slug(output)["lost-feed"].startswith("FAILED InstagramAuthError: ")
-    assert sandbox.calls()["media"] == 0
+    assert feed_sandbox.calls()["media"] == 0
 
 
-def test_busy_and_disconnected_feeds_are_not_failures(sandbox):
+def test_busy_and_disconnected_feeds_are_not_failures(feed_sandbox):
     from django.utils import timezone
 
-    busy = connected(sandbox, "busy_feed")
-    connected(sandbox, "gone_feed", status="disconnected")
+    busy = connected(feed_sandbox, "busy_feed")
+    connected(feed_sandbox, "gone_feed", status="disconnected")
     feed_sync_claim(snapshot=FeedSnapshot.objects.create(account=busy), now=timezone.now())
     output, code = run("busy-feed", "gone-feed")
     lines = by_slug(output)
     assert code == 0
     assert lines["busy-feed"] == "busy (another sync of this feed is running)"
     assert lines["gone-feed"] == "skipped, the account is disconnected"
-    assert sandbox.calls()["media"] == 0
+    assert feed_sandbox.calls()["media"] == 0
 
 
-def test_an_unknown_name_reads_nothing_and_exits_2(sandbox):
-    connected(sandbox, "one_feed")
+def test_an_unknown_name_reads_nothing_and_exits_2(feed_sandbox):
+    connected(feed_sandbox, "one_feed")
     output, code = run("one-feed", "nobody", "x<script>")
     assert code == 2
     assert "no such account: 'nobody', 'x?script?'; nothing was synced" in output
-    assert sandbox.calls()["media"] == 0
+    assert feed_sandbox.calls()["media"] == 0
     assert not FeedSnapshot.objects.exists()
 
 
-def test_the_output_never_contains_a_token(sandbox):
-    account = connected(sandbox, "one_feed")
+def test_the_output_never_contains_a_token(feed_sandbox):
+    account = connected(feed_sandbox, "one_feed")
     token = account.access_token.value
-    sandbox.revoke("one_feed")  # Instagram's 190 message, token-free; and a token as a name:
+    feed_sandbox.revoke("one_feed")  # Instagram's 190 message, token-free; and a token as a name:
     output, code = run("one-feed")
     assert code == 1 and token not in output
     output, code = run(token)

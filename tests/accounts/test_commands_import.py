@@ -1,7 +1,5 @@
 """import_token, import_instatokend, import_starting_token and rotate_token_key."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
-
 import io
 import json
 from urllib.parse import parse_qs, urlsplit
@@ -13,7 +11,7 @@ from django.core.management import CommandError, call_command
 
 from accounts.models import AccessToken, InstagramAccount
 from tests import instagram_fakes as fakes
-from tests.accounts.connect_support import agent_settings, database_dump, ig  # noqa: F401
+from tests.accounts.connect_support import database_dump
 from tests.factories import make_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]

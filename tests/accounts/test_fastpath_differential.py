@@ -14,7 +14,6 @@ from __future__ import annotations
 import io
 import logging
 import re
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,17 +21,12 @@ from datetime import timedelta
 import pytest
 from django import urls
 from django.core.cache import cache
-from django.core.handlers.wsgi import WSGIHandler
-from django.core.signals import request_finished, request_started
-from django.db import close_old_connections
 from django.utils import timezone
 
 from accounts import token_cache
-from accounts.fastpath import FastPath
 from accounts.models import AccessToken, InstagramAccount
 from accounts.services.tokens import token_store
 from tests.factories import make_account
-from tests.security import hostile
 
 pytestmark = pytest.mark.django_db
 
@@ -220,17 +214,6 @@ def table(etags: dict[str, str]) -> list[Case]:
     return cases
 
 
-class Counting:
-    """A WSGI app that counts the requests reaching it."""
-
-    def __init__(self, app) -> None:
-        self.app, self.calls = app, 0
-
-    def __call__(self, environ, start_response):
-        self.calls += 1
-        return self.app(environ, start_response)
-
-
 def _cookie(value: str) -> str:
     value = re.sub(r"csrftoken=\w+", "csrftoken=<random>", value)
     return re.sub(r"expires=[^;]+", "expires=<a year on>", value)
@@ -259,43 +242,6 @@ def agreed(fast, django, request: Case) -> tuple[str, list, bytes]:
     got = call(fast, request.build())
     assert got == call(django, request.build())
     return got
-
-
-class Clock:
-    """The serving clock, the same for both paths, moved by hand (Cache-Control's
-    max-age counts down each second)."""
-
-    def __init__(self) -> None:
-        self.now = time.time()
-
-    def time(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return Clock()
-
-
-@pytest.fixture
-def handlers(settings, monkeypatch, clock):
-    settings.CACHES = hostile.private_caches("fastpath")
-    settings.TOKEN_CACHE_MAX_AGE = 3600
-    settings.JS_CONSTANT_NAME = "InstagramToken"
-    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
-    # As Django's test client does: a request must not close the test's transaction.
-    request_started.disconnect(close_old_connections)
-    request_finished.disconnect(close_old_connections)
-    # One clock for both paths (Cache-Control max-age counts down each second).
-    monkeypatch.setattr("accounts.selectors.serving.time", clock)
-    django = WSGIHandler()
-    counting = Counting(django)
-    try:
-        yield django, counting, FastPath(counting)
-    finally:
-        request_started.connect(close_old_connections)
-        request_finished.connect(close_old_connections)
-        token_cache.clear_local()
 
 
 @pytest.fixture

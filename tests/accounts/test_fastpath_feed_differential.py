@@ -32,10 +32,8 @@ from tests.accounts.test_fastpath_differential import (
     agreed,
     assert_a_broken_rule_is_logged_and_django_answers,
     call,
-    clock,  # noqa: F401 (fixture)
     differences,
     etags_of,
-    handlers,  # noqa: F401 (fixture)
     report,
     stack_cases,
     url_cases,
@@ -54,7 +52,7 @@ ENCODINGS = ["gzip", "gzip, deflate, br", "br", "identity", "GZIP", "x-gzip", "g
 
 
 @pytest.fixture
-def feed_clock(clock, monkeypatch):  # noqa: F811
+def feed_clock(clock, monkeypatch):
     """The feed's clock (max-age counts down, staleness sets in) is the test's."""
     now = SimpleNamespace(now=lambda: datetime.fromtimestamp(clock.now, UTC))
     monkeypatch.setattr("accounts.feed_serving_policy.timezone", now)
@@ -223,7 +221,7 @@ def table(django, pictures: list[str], ids: list[str], size: dict) -> list[Case]
     ids=["unrestricted-shared-cache", "restricted-process-copy"],
 )
 def test_the_fast_path_answers_the_feed_exactly_as_django(
-    handlers,  # noqa: F811
+    handlers,
     feed_clock,
     feeds,
     settings,
@@ -243,7 +241,7 @@ def test_the_fast_path_answers_the_feed_exactly_as_django(
 
 
 def test_the_feed_fast_path_agrees_under_the_production_security_settings(
-    handlers,  # noqa: F811
+    handlers,
     feed_clock,
     feeds,
     settings,
@@ -271,7 +269,7 @@ def test_the_feed_fast_path_agrees_under_the_production_security_settings(
 
 
 def test_a_warm_feed_read_is_answered_without_django_and_gzipped_alike(
-    handlers,  # noqa: F811
+    handlers,
     feed_clock,
     feeds,
     django_assert_num_queries,
@@ -293,7 +291,7 @@ def test_a_warm_feed_read_is_answered_without_django_and_gzipped_alike(
 
 
 def test_a_kept_feed_answer_follows_the_clock_and_a_sync(
-    handlers,  # noqa: F811
+    handlers,
     feed_clock,
     feeds,
     feed_sandbox,
@@ -325,7 +323,7 @@ def test_a_kept_feed_answer_follows_the_clock_and_a_sync(
 
 
 def test_a_broken_feed_rule_is_logged_and_django_answers(
-    handlers,  # noqa: F811
+    handlers,
     feed_clock,
     feeds,
     monkeypatch,
@@ -341,7 +339,7 @@ def test_a_broken_feed_rule_is_logged_and_django_answers(
 
 
 def test_deleted_pictures_stop_being_served_by_every_path_and_the_copy_is_bounded(
-    handlers,  # noqa: F811
+    handlers,
     feed_clock,
     feeds,
     settings,

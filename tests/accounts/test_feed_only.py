@@ -14,12 +14,10 @@ from accounts.admin import InstagramAccountForm
 from accounts.models import InstagramAccount
 from accounts.services import accounts as account_services
 from accounts.services.feed import account_feed_only_set
-from tests.accounts.test_views_preview import owner_client  # noqa: F401
-from tests.accounts.test_views_public import fresh_cache  # noqa: F401
 from tests.factories import make_account
 from tests.security import hostile
 
-pytestmark = pytest.mark.django_db
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 TOKEN = "IGAAfeedOnlyToken000000000000001"
 SLUG_URLS = ["/token/{}.json", "/token/{}", "/token/{}.txt", "/token/{}.js"]
 DEFAULT_URLS = ["/token.json", "/token", "/token.js"]
@@ -111,12 +109,12 @@ def test_the_switch_drops_the_served_token_at_once(client, django_capture_on_com
 
 
 def test_the_account_page_shows_the_feed_first_and_hides_the_token_when_feed_only(
-    owner_client,  # noqa: F811
+    staff_client,
     settings,
 ):
     settings.ALLOWED_HOSTS = ["agent.example.com"]
     account = make_account(slug="acme", username="acme_bakery", token=TOKEN)
-    page = owner_client.get("/accounts/acme/", HTTP_HOST="agent.example.com").content.decode()
+    page = staff_client.get("/accounts/acme/", HTTP_HOST="agent.example.com").content.decode()
     embed = "&lt;script src=&quot;http://agent.example.com/feed/embed.js&quot; async&gt;"
     adapter = "&lt;script src=&quot;http://agent.example.com/feed/acme.js&quot;&gt;"
     token = "&lt;script src=&quot;http://agent.example.com/token/acme.js&quot;&gt;"
@@ -127,7 +125,7 @@ def test_the_account_page_shows_the_feed_first_and_hides_the_token_when_feed_onl
     assert TOKEN not in page
 
     account_feed_only_set(account=account, feed_only=True)
-    page = owner_client.get("/accounts/acme/", HTTP_HOST="agent.example.com").content.decode()
+    page = staff_client.get("/accounts/acme/", HTTP_HOST="agent.example.com").content.decode()
     page = page.replace('"', "&quot;")
     assert embed in page and adapter in page
     assert token not in page
@@ -137,18 +135,18 @@ def test_the_account_page_shows_the_feed_first_and_hides_the_token_when_feed_onl
     assert TOKEN not in page
 
 
-def test_the_owner_switches_feed_only_with_a_post(owner_client):  # noqa: F811
+def test_the_owner_switches_feed_only_with_a_post(staff_client):
     make_account(slug="acme", token=TOKEN)
-    response = owner_client.post("/accounts/acme/feed-only/", {"feed_only": "on"})
+    response = staff_client.post("/accounts/acme/feed-only/", {"feed_only": "on"})
     assert response.status_code == 302 and response["Location"] == "/accounts/acme/"
     assert InstagramAccount.objects.get(slug="acme").feed_only is True
-    assert "is feed only" in owner_client.get("/accounts/acme/").content.decode()
-    assert owner_client.post("/accounts/acme/feed-only/", {}).status_code == 302
+    assert "is feed only" in staff_client.get("/accounts/acme/").content.decode()
+    assert staff_client.post("/accounts/acme/feed-only/", {}).status_code == 302
     assert InstagramAccount.objects.get(slug="acme").feed_only is False
-    assert owner_client.post("/accounts/nobody/feed-only/", {"feed_only": "on"}).status_code == 404
+    assert staff_client.post("/accounts/nobody/feed-only/", {"feed_only": "on"}).status_code == 404
 
 
-def test_the_switch_needs_an_owner_a_post_and_csrf(owner_client, django_user_model):  # noqa: F811
+def test_the_switch_needs_an_owner_a_post_and_csrf(staff_client, django_user_model):
     make_account(slug="acme", token=TOKEN)
     url = "/accounts/acme/feed-only/"
     anonymous = Client().post(url, {"feed_only": "on"})
@@ -156,22 +154,22 @@ def test_the_switch_needs_an_owner_a_post_and_csrf(owner_client, django_user_mod
     visitor = Client()
     visitor.force_login(django_user_model.objects.create_user(username="visitor"))
     assert visitor.post(url, {"feed_only": "on"}).status_code == 403
-    assert owner_client.get(url).status_code == 405
+    assert staff_client.get(url).status_code == 405
     forged = Client(enforce_csrf_checks=True)
-    forged.cookies = owner_client.cookies
+    forged.cookies = staff_client.cookies
     assert forged.post(url, {"feed_only": "on"}).status_code == 403
     assert InstagramAccount.objects.get(slug="acme").feed_only is False
 
 
-def test_reveal_refuses_a_feed_only_token(owner_client, feed_only):  # noqa: F811
-    response = owner_client.post("/accounts/acme/reveal/")
+def test_reveal_refuses_a_feed_only_token(staff_client, feed_only):
+    response = staff_client.post("/accounts/acme/reveal/")
     assert response.status_code == 400
     assert "feed only" in response.content.decode()
     assert TOKEN not in response.content.decode()
 
 
-def test_the_preview_of_a_feed_only_account_loads_no_token(owner_client, feed_only):  # noqa: F811
-    page = owner_client.get("/accounts/acme/preview/").content.decode()
+def test_the_preview_of_a_feed_only_account_loads_no_token(staff_client, feed_only):
+    page = staff_client.get("/accounts/acme/preview/").content.decode()
     assert '<script src="/token/acme.js">' not in page
     assert '<script src="/feed/acme.js?const=TokenagentPreviewFeed"></script>' in page
     assert 'data-tokenagent-feed="acme"' in page

@@ -2,7 +2,6 @@
 Meta's data-deletion callback delete its feed and mirrored pictures at once, in
 the request, with no worker; all or nothing, so a failure never leaves an account
 gone with its pictures still served; pictures another feed uses stay."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
 
 import io
 import threading
@@ -24,9 +23,9 @@ from accounts.models import (
 from accounts.selectors.feed import IMAGE_PATH_PREFIX, feed_get, feed_image_get
 from accounts.services import accounts as account_services
 from accounts.services.accounts import account_disconnect
-from tests.accounts.connect_support import agent_settings, owner_client  # noqa: F401
-from tests.accounts.test_meta_callbacks import DEAUTHORIZE, DELETION, meta_post, signed_request
+from tests.accounts.test_meta_callbacks import DEAUTHORIZE, DELETION
 from tests.factories import make_account
+from tests.instagram_fakes import meta_post, signed_request
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]
 BASE = "https://agent.example.com"
@@ -203,18 +202,16 @@ def test_a_disconnect_that_races_a_sync_is_retried_and_deletes_everything(feeds,
 
 @pytest.mark.django_db(transaction=True)
 def test_a_disconnect_during_a_running_sync_leaves_no_picture_behind(
-    sandbox_live, settings, monkeypatch
+    feed_sandbox, settings, monkeypatch
 ):
     """The real race: a sync of the same account is storing pictures while the owner
     disconnects it. The sync finds its feed gone and stores nothing more; nothing
     of the feed is left."""
     from accounts.services import feed as feed_service
 
-    settings.INSTAGRAM_GRAPH_VERSION = "v21.0"
     settings.FEED_IMAGE_WORKERS = 1
-    settings.FEED_IMAGE_MAX_BYTES = 1024 * 1024
-    sandbox_live.feed(count=4)
-    token = sandbox_live.mint(username="acme_bakery")["access_token"]
+    feed_sandbox.feed(count=4)
+    token = feed_sandbox.mint(username="acme_bakery")["access_token"]
     account = make_account(username="acme_bakery", slug="acme", token=token)
     saved = threading.Event()
     go_on = threading.Event()

@@ -22,7 +22,7 @@ from django.utils import timezone
 from accounts import instagram
 from tests import instagram_fakes as fakes
 
-APP_ID = "1234567890123456"
+APP_ID = fakes.APP_ID
 APP_SECRET = "test-app-secret-0f9e8d7c"
 USER_AGENT = "tokenagent-test/1.0 (+https://agent.example.com)"
 REDIRECT_URI = "https://agent.example.com/oauth/instagram/callback/"
@@ -34,18 +34,14 @@ ODD_TOKEN = "EAAGodd0token0without0the0usual0prefix"
 
 
 @pytest.fixture(autouse=True)
-def instagram_settings(settings):
-    settings.INSTAGRAM_APP_ID = APP_ID
-    settings.INSTAGRAM_APP_SECRET = APP_SECRET
-    settings.INSTAGRAM_AUTHORIZE_URL = "https://www.instagram.com/oauth/authorize"
-    settings.INSTAGRAM_API_URL = fakes.API
-    settings.INSTAGRAM_GRAPH_URL = fakes.GRAPH
-    settings.INSTAGRAM_GRAPH_VERSION = fakes.VERSION
-    settings.INSTAGRAM_USER_AGENT = USER_AGENT
-    settings.INSTAGRAM_CONNECT_TIMEOUT = 3.5
-    settings.INSTAGRAM_READ_TIMEOUT = 12.0
-    settings.INSTAGRAM_SCOPES = ["instagram_business_basic"]
-    return settings
+def instagram_settings(agent_settings):
+    """The client pointed at the fakes, with a secret, user agent and timeouts of this
+    module's own (its calls are checked for them)."""
+    agent_settings.INSTAGRAM_APP_SECRET = APP_SECRET
+    agent_settings.INSTAGRAM_USER_AGENT = USER_AGENT
+    agent_settings.INSTAGRAM_CONNECT_TIMEOUT = 3.5
+    agent_settings.INSTAGRAM_READ_TIMEOUT = 12.0
+    return agent_settings
 
 
 @pytest.fixture

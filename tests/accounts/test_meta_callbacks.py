@@ -1,44 +1,17 @@
 """Meta's deauthorize and data-deletion callbacks through Django's test client:
 verified signed_request, effects, answers, the status page, and bad input."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
-
-import base64
-import hashlib
-import hmac
-import json
-
 import pytest
 from django.test import Client
 
 from accounts.models import AccessToken, DataDeletionRequest, InstagramAccount
-from tests.accounts.connect_support import agent_settings  # noqa: F401
-from tests.factories import make_account
+from tests.instagram_fakes import meta_post, signed_request
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]
 
 SECRET = "test-app-secret"
 DEAUTHORIZE = "/instagram/deauthorize/"
 DELETION = "/instagram/data-deletion/"
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def signed_request(payload, secret=SECRET) -> str:
-    body = _b64(json.dumps(payload).encode())
-    return f"{_b64(hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest())}.{body}"
-
-
-def meta_post(path, value):
-    """As Meta sends it: a form POST, no cookies, no CSRF token."""
-    return Client(enforce_csrf_checks=True).post(path, {"signed_request": value})
-
-
-@pytest.fixture
-def cafe(db):
-    return make_account(username="cafe_shop", slug="cafe", ig_user_id="111", app_scoped_id="999")
 
 
 def test_deauthorize_stops_refreshing_and_deletes_the_token(cafe):

@@ -1,14 +1,13 @@
 """accounts/permissions.py: the one owner rule, for sign-in and for every request
 (the allow-list as Instagram spells usernames, staff, usernames pinned to an
 Instagram user id)."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
 
 import pytest
 from django.contrib.auth import get_user_model
 
 from accounts import permissions
 from accounts.models import OwnerIdentity
-from tests.accounts.connect_support import OWNER, agent_settings  # noqa: F401
+from tests.accounts.connect_support import OWNER
 from tests.factories import make_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]

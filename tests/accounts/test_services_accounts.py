@@ -1,6 +1,5 @@
 """accounts/services/accounts.py: slugs, and the owner's actions on an account
 (disconnect, rename, make default), which drop the served copies."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
 
 from datetime import timedelta
 
@@ -9,7 +8,6 @@ from django.utils import timezone
 
 from accounts.models import AccessToken, InstagramAccount
 from accounts.services import accounts as account_services
-from tests.accounts.connect_support import agent_settings  # noqa: F401
 from tests.factories import make_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]

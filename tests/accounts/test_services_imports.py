@@ -1,6 +1,5 @@
 """accounts/services/imports.py: imports of existing tokens (validated, probed, all
 or nothing), instatokend's config.json and STARTING_TOKEN."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
 
 import json
 from datetime import timedelta
@@ -13,7 +12,7 @@ from accounts.models import AccessToken, InstagramAccount
 from accounts.services import accounts as account_services
 from accounts.services import imports
 from tests import instagram_fakes as fakes
-from tests.accounts.connect_support import OWNER, agent_settings, ig  # noqa: F401
+from tests.accounts.connect_support import OWNER
 from tests.factories import make_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]

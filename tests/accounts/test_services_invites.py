@@ -1,5 +1,4 @@
 """accounts/services/invites.py: signed, single-use, expiring invite links."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
 
 from datetime import timedelta
 
@@ -8,7 +7,6 @@ from django.utils import timezone
 
 from accounts.models import Invite
 from accounts.services import errors, invites
-from tests.accounts.connect_support import agent_settings  # noqa: F401
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]
 

@@ -1,10 +1,7 @@
 """accounts/services/meta.py: Meta's signed_request, deauthorize and data deletion."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
 
-import base64
 import hashlib
 import hmac
-import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -13,23 +10,13 @@ from django.utils import timezone
 
 from accounts.models import AccessToken, DataDeletionRequest, InstagramAccount, RefreshAttempt
 from accounts.services import meta
-from tests.accounts.connect_support import agent_settings  # noqa: F401
 from tests.factories import make_account
+from tests.instagram_fakes import b64url, signed_request
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]
 
 
 # --- Meta's signed_request -----------------------------------------------------------------------
-
-
-def _b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def signed_request(payload: dict, secret: str = "test-app-secret") -> str:
-    body = _b64(json.dumps(payload).encode())
-    sig = hmac.new(secret.encode(), body.encode(), hashlib.sha256).digest()
-    return f"{_b64(sig)}.{body}"
 
 
 def test_signed_request_verifies_and_normalises_the_user_id():
@@ -55,7 +42,7 @@ def test_signed_request_verifies_and_normalises_the_user_id():
         signed_request({"algorithm": "HMAC-SHA256"}),
         signed_request({"algorithm": "HMAC-SHA256", "user_id": ""}),
         signed_request({"algorithm": "HMAC-SHA256", "user_id": True}),
-        "!!!!." + _b64(b'{"algorithm": "HMAC-SHA256", "user_id": "1"}'),
+        "!!!!." + b64url(b'{"algorithm": "HMAC-SHA256", "user_id": "1"}'),
         "é.é",
     ],
 )
@@ -65,8 +52,8 @@ def test_signed_request_refusals(value):
 
 
 def test_signed_request_over_a_non_object_payload_is_refused():
-    body = _b64(b"[1]")
-    sig = _b64(hmac.new(b"test-app-secret", body.encode(), hashlib.sha256).digest())
+    body = b64url(b"[1]")
+    sig = b64url(hmac.new(b"test-app-secret", body.encode(), hashlib.sha256).digest())
     with pytest.raises(meta.SignedRequestError):
         meta.meta_signed_request_parse(signed_request=f"{sig}.{body}", app_secret="test-app-secret")
 

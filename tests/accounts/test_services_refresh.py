@@ -1,6 +1,5 @@
 """The refresh engine's service: one refresh, the claim, each failure class (the due
 decision itself is tests/accounts/test_refresh_policy.py)."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.refresh_support)
 
 import threading
 from datetime import UTC, datetime, timedelta
@@ -22,11 +21,9 @@ from accounts.services import refresh as svc
 from accounts.services import refresh_claim as claims
 from accounts.services.tokens import token_store
 from tests import instagram_fakes as fakes
-from tests.accounts.refresh_support import (  # noqa: F401 (fixtures)
+from tests.accounts.refresh_support import (
     OLD_TOKEN,
     add_refresh_error,
-    eager_celery,
-    ig,
     refresh_calls,
     set_token_times,
     token_of,

@@ -1,5 +1,4 @@
 """The periodic job's housekeeping: heartbeat, history, expiring alerts, sessions."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.refresh_support)
 
 from datetime import UTC, datetime, timedelta
 from importlib import import_module
@@ -13,7 +12,6 @@ from django.utils import timezone
 
 from accounts.models import InstagramAccount, RefreshAttempt, RefresherHeartbeat
 from accounts.services.refresher import refresher_tick as tick
-from tests.accounts.refresh_support import eager_celery  # noqa: F401 (fixture)
 from tests.factories import make_account
 
 # --- The tick -------------------------------------------------------------------------------

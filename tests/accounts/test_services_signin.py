@@ -1,7 +1,6 @@
 """accounts/services/signin.py: the code exchange, the owner's sign-in (refusals
 before anything is stored, races, pinning the listed username), connecting
 another account and connecting through an invite."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
 
 import threading
 
@@ -14,7 +13,7 @@ from accounts.models import AccessToken, InstagramAccount, OwnerIdentity
 from accounts.services import accounts as account_services
 from accounts.services import invites, signin
 from tests import instagram_fakes as fakes
-from tests.accounts.connect_support import OWNER, agent_settings, ig, instagram_login  # noqa: F401
+from tests.accounts.connect_support import OWNER, instagram_login
 from tests.factories import make_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]

@@ -1,5 +1,4 @@
 """accounts/services/tokens.py: the one token write path and key rotation."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
 
 from datetime import timedelta
 
@@ -10,7 +9,7 @@ from django.utils import timezone
 from accounts import crypto
 from accounts.models import AccessToken
 from accounts.services import tokens
-from tests.accounts.connect_support import agent_settings, database_dump  # noqa: F401
+from tests.accounts.connect_support import database_dump
 from tests.factories import make_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]

@@ -1,5 +1,4 @@
 """Task wiring and retry policy (the logic itself is covered through the service)."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.refresh_support)
 
 from datetime import timedelta
 from unittest import mock
@@ -14,14 +13,7 @@ from accounts import instagram, tasks
 from accounts.models import InstagramAccount, RefreshAttempt, RefresherHeartbeat
 from accounts.services import refresh_claim as claims
 from tests import instagram_fakes as fakes
-from tests.accounts.refresh_support import (  # noqa: F401
-    OLD_TOKEN,
-    add_refresh_error,
-    eager_celery,
-    ig,
-    refresh_calls,
-    token_of,
-)
+from tests.accounts.refresh_support import OLD_TOKEN, add_refresh_error, refresh_calls, token_of
 from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db

@@ -2,8 +2,7 @@
 over real HTTP against the sandbox Instagram on the live server: retries of
 transient failures with the refresh's backoff, no retry for what retrying cannot
 fix, the due re-check, one task per feed. The sync itself is covered by
-test_feed_sync.py."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.refresh_support)
+test_services_feed.py."""
 
 from datetime import timedelta
 from unittest import mock
@@ -15,18 +14,15 @@ from django.utils import timezone
 from accounts import instagram, tasks
 from accounts.models import FeedSnapshot, RefresherHeartbeat
 from accounts.services.feed import feed_sync_claim
-from tests.accounts.refresh_support import eager_celery  # noqa: F401
 from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def sandbox(sandbox_live, settings):
-    settings.INSTAGRAM_GRAPH_VERSION = "v21.0"
-    settings.FEED_IMAGE_MAX_BYTES = 1024 * 1024
-    sandbox_live.feed(count=3)  # a small feed: 3 posts, 5 pictures
-    return sandbox_live
+def sandbox(feed_sandbox):
+    feed_sandbox.feed(count=3)  # a small feed: 3 posts, 5 pictures
+    return feed_sandbox
 
 
 def connected(sandbox, username="acme_bakery", slug="acme", **fields):

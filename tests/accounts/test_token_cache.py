@@ -4,8 +4,6 @@ once (a disconnect deletes a token and saves the account: one invalidation), a
 renamed account stops being served under its old name at once, and a rolled-back
 write drops nothing."""
 
-import uuid
-
 import pytest
 from django.core.cache import cache
 from django.db import transaction
@@ -16,19 +14,7 @@ from accounts.models import AccessToken, InstagramAccount
 from tests.factories import make_account
 
 TOKEN = "IGAAtestLongLivedToken0000000001"
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache(settings):
-    settings.CACHES = {
-        alias: {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"token-cache-tests-{alias}-{uuid.uuid4()}",
-        }
-        for alias in settings.CACHES
-    }
-    settings.ALLOWED_DOMAINS = ""
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
 
 @pytest.fixture

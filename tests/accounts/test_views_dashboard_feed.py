@@ -1,7 +1,6 @@
 """The dashboard shows each account's feed: when it was last read, how many posts,
 whether websites get it marked stale, the last error (redacted), what the next
 read is; the selector behind it never loads the posts."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
 
 import re
 from datetime import timedelta
@@ -13,7 +12,6 @@ from django.utils import timezone
 
 from accounts.models import FeedSnapshot
 from accounts.selectors.dashboard import dashboard_accounts
-from tests.accounts.connect_support import agent_settings, owner_client  # noqa: F401
 from tests.factories import make_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]

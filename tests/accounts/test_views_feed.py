@@ -21,11 +21,10 @@ from django.utils import timezone
 from accounts.models import FeedSnapshot, InstagramAccount
 from accounts.selectors import served_feed as served_feed_module
 from accounts.services.feed import Outcome, feed_sync
-from tests.accounts.test_views_public import fresh_cache  # noqa: F401
 from tests.factories import make_account
 from tests.feed_support import MARKUP_CAPTION, POSTS, connect, synced
 
-pytestmark = pytest.mark.django_db(transaction=True)
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("fresh_cache")]
 
 AGENT = "http://testserver"
 IMAGE_URL = re.compile(rf"{AGENT}/feed/img/[0-9a-f]{{64}}-[0-9]+\.jpg")

@@ -14,9 +14,10 @@ from django.db import OperationalError
 from accounts.models import FeedImage, FeedSnapshot
 from accounts.selectors import feed as feed_selectors
 from accounts.services.feed import feed_delete
-from tests.accounts.test_views_public import fresh_cache  # noqa: F401
 from tests.factories import make_account
 from tests.feed_support import synced
+
+pytestmark = pytest.mark.usefixtures("fresh_cache")
 
 STATIC = Path(__file__).resolve().parents[2] / "accounts/static/accounts/feed"
 ADAPTER = (STATIC / "adapter.js").read_text()

@@ -2,7 +2,6 @@
 Per-account detail only for a signed-in owner or with the HEALTHZ_TOKEN bearer."""
 
 import hmac
-import socket
 import time
 from datetime import timedelta
 from unittest import mock
@@ -14,6 +13,7 @@ from django.utils import timezone
 
 from accounts.models import InstagramAccount, RefresherHeartbeat
 from accounts.selectors import health as health_selectors
+from harness.processes import free_port
 from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db
@@ -25,23 +25,6 @@ NO_ACCOUNTS = {"ok": 0, "expiring": 0, "needs_reconnect": 0, "disconnected": 0}
 @pytest.fixture
 def beating():
     return RefresherHeartbeat.objects.create(ran_at=timezone.now() - timedelta(minutes=3))
-
-
-@pytest.fixture
-def filesystem_broker(settings, tmp_path):
-    """The embedded broker (whatever REDIS_URL the run uses), with writable folders."""
-    settings.CELERY_BROKER_URL = "filesystem://"
-    settings.CELERY_BROKER_TRANSPORT_OPTIONS = {
-        "data_folder_in": str(tmp_path),
-        "data_folder_out": str(tmp_path),
-    }
-    return tmp_path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_all_well_is_200(client, filesystem_broker, beating, account):

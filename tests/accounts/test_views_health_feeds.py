@@ -8,14 +8,14 @@ import pytest
 from django.utils import timezone
 
 from accounts.models import FeedSnapshot, RefresherHeartbeat
-from tests.accounts.test_views_health import HEALTHZ_TOKEN, filesystem_broker  # noqa: F401
+from tests.accounts.test_views_health import HEALTHZ_TOKEN
 from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db
 
 
 @pytest.fixture
-def feeds(filesystem_broker):  # noqa: F811
+def feeds(filesystem_broker):
     RefresherHeartbeat.objects.create(ran_at=timezone.now() - timedelta(minutes=1))
     now = timezone.now()
 

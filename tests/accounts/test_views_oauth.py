@@ -2,8 +2,6 @@
 callback, the owner allow-list, connect-another, invites, logout, and that a
 failure stores nothing."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
-
 import logging
 import threading
 from datetime import timedelta
@@ -17,17 +15,14 @@ from django.utils import timezone
 from accounts.models import AccessToken, InstagramAccount, Invite, OAuthState
 from accounts.services.invites import invite_create, invite_link_token
 from tests import instagram_fakes as fakes
-from tests.accounts.connect_support import (  # noqa: F401
+from tests.accounts.connect_support import (
     CALLBACK,
     CODE,
     OWNER,
-    agent_settings,
     callback,
     counts,
     database_dump,
     exchange_calls,
-    ig,
-    owner_client,
     start,
 )
 from tests.factories import make_account

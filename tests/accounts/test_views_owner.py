@@ -1,8 +1,6 @@
 """The home page, the owner's pages (dashboard, account, actions, invites, paste a
 token, setup) and their access rules."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
-
 import re
 from datetime import timedelta
 
@@ -12,13 +10,7 @@ from django.utils import timezone
 
 from accounts.models import AccessToken, InstagramAccount, Invite, RefresherHeartbeat
 from tests import instagram_fakes as fakes
-from tests.accounts.connect_support import (  # noqa: F401
-    agent_settings,
-    database_dump,
-    ig,
-    owner_client,
-    start,
-)
+from tests.accounts.connect_support import database_dump, start
 from tests.factories import make_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]

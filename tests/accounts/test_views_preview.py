@@ -3,7 +3,6 @@
 import base64
 import hashlib
 import html
-import uuid
 from pathlib import Path
 
 import pytest
@@ -16,25 +15,7 @@ from accounts.models import InstagramAccount
 from accounts.selectors import serving
 from tests.factories import make_account
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache(settings):
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"preview-tests-{uuid.uuid4()}",
-        }
-    }
-    settings.ALLOWED_DOMAINS = ""
-
-
-@pytest.fixture
-def owner_client(client, django_user_model):
-    user = django_user_model.objects.create_user(username="owner", is_staff=True)
-    client.force_login(user)
-    return client
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
 
 def test_preview_needs_an_owner(client, django_user_model):
@@ -46,13 +27,13 @@ def test_preview_needs_an_owner(client, django_user_model):
     assert client.get("/accounts/acme/preview/").status_code == 403
 
 
-def test_preview_unknown_account_is_404(owner_client):
-    assert owner_client.get("/accounts/nobody/preview/").status_code == 404
+def test_preview_unknown_account_is_404(staff_client):
+    assert staff_client.get("/accounts/nobody/preview/").status_code == 404
 
 
-def test_preview_loads_instafeed_from_the_cdn_with_integrity_through_the_snippet(owner_client):
+def test_preview_loads_instafeed_from_the_cdn_with_integrity_through_the_snippet(staff_client):
     make_account(slug="acme", username="acme_bakery")
-    response = owner_client.get("/accounts/acme/preview/")
+    response = staff_client.get("/accounts/acme/preview/")
     assert response.status_code == 200
     html = response.content.decode()
     cdn = f'<script src="{snippets.INSTAFEED_CDN_URL}" integrity="{snippets.INSTAFEED_INTEGRITY}"'
@@ -71,16 +52,16 @@ def test_preview_loads_instafeed_from_the_cdn_with_integrity_through_the_snippet
     assert serving.served_token("acme").token() not in html
 
 
-def test_preview_of_an_unusable_account_says_why(owner_client):
+def test_preview_of_an_unusable_account_says_why(staff_client):
     make_account(slug="broken", status=InstagramAccount.Status.NEEDS_RECONNECT)
-    html = owner_client.get("/accounts/broken/preview/").content.decode()
+    html = staff_client.get("/accounts/broken/preview/").content.decode()
     assert "token is unusable (needs_reconnect)" in html
 
 
-def test_preview_redirects_instafeed_to_another_graph_server(owner_client, settings):
+def test_preview_redirects_instafeed_to_another_graph_server(staff_client, settings):
     settings.INSTAGRAM_GRAPH_URL = "http://127.0.0.1:8000/sandbox/"
     make_account(slug="acme")
-    html = owner_client.get("/accounts/acme/preview/").content.decode()
+    html = staff_client.get("/accounts/acme/preview/").content.decode()
     assert 'graph-redirect.js" data-graph-url="http://127.0.0.1:8000/sandbox"' in html
 
 
@@ -144,15 +125,15 @@ def test_every_snippet_passes_the_options_that_render_captions_as_text(settings)
     assert readme.count(options) == 2
 
 
-def test_the_preview_runs_the_snippets_options_as_the_agent_serves_them(owner_client):
+def test_the_preview_runs_the_snippets_options_as_the_agent_serves_them(staff_client):
     """preview.js holds no copy of TEXT_ONLY_OPTIONS: the page loads them, verbatim,
     from the agent just before it (tests/integration/test_browser_captions.py runs it)."""
     make_account(slug="acme", username="acme_bakery")
-    served = owner_client.get("/preview/instafeed-options.js")
+    served = staff_client.get("/preview/instafeed-options.js")
     assert served.status_code == 200
     assert served["Content-Type"].startswith("text/javascript")
     assert served.content.decode().count(snippets.TEXT_ONLY_OPTIONS) == 1
-    page = owner_client.get("/accounts/acme/preview/").content.decode()
+    page = staff_client.get("/accounts/acme/preview/").content.decode()
     assert page.index("/preview/instafeed-options.js") < page.index("accounts/preview.js")
     preview_js = Path(django_settings.BASE_DIR) / "accounts/static/accounts/preview.js"
     source = preview_js.read_text()

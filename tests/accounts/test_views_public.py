@@ -20,24 +20,10 @@ from accounts.models import AccessToken, InstagramAccount
 from accounts.selectors import serving
 from accounts.services.tokens import token_store
 from tests.factories import make_account
+from tests.served_urls import TOKEN_URLS
 
 TOKEN = "IGAAtestLongLivedToken0000000001"
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def fresh_cache(settings):
-    """Each test gets an empty cache of its own (test transactions roll back, but
-    the served copies would otherwise outlive them)."""
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"token-tests-{uuid.uuid4()}",
-        }
-    }
-    settings.ALLOWED_DOMAINS = ""
-    settings.JS_CONSTANT_NAME = "InstagramToken"
-    settings.TOKEN_CACHE_MAX_AGE = 3600
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("fresh_cache")]
 
 
 @pytest.fixture
@@ -678,18 +664,9 @@ def test_next_scheduled_refresh_follows_the_refresh_rules(acme, settings):
 
 
 def test_warm_cache_serves_without_a_database_query(client, acme, django_assert_num_queries):
-    urls = [
-        "/token/acme.json",
-        "/token/acme.js",
-        "/token/acme",
-        "/token/acme.txt",
-        "/token.json",
-        "/token.js",
-        "/token",
-    ]
-    tags = {url: client.get(url)["ETag"] for url in urls}
+    tags = {url: client.get(url)["ETag"] for url in TOKEN_URLS}
     with django_assert_num_queries(0):
-        for url in urls:
+        for url in TOKEN_URLS:
             assert client.get(url).status_code == 200
             assert client.get(url, HTTP_IF_NONE_MATCH=tags[url]).status_code == 304
         assert client.get("/token/acme.js", {"const": "Other"}).status_code == 200

@@ -1,26 +1,17 @@
 """Helpers of the feed's process tests (test_feed_worker.py, test_feed_two_dynos.py):
 the sandbox Instagram in a process the test can stop, signing in to a running
 agent through it over HTTP as a browser does, and reading the feed the worker
-stored. Fixtures are imported by name into each test module."""
+stored."""
 
 from __future__ import annotations
 
-import subprocess
 from urllib.parse import parse_qs, urlsplit
 
-import pytest
 import requests
 
+from harness.processes import terminate
 from tests.sandbox_control import start_sandbox_process
 
-# The layers these tests exercise (tests/conftest.py checks that CI ran them).
-PROCESS_MARKS = [
-    pytest.mark.worker,
-    pytest.mark.redis,
-    pytest.mark.postgres,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
 OWNER = "acme_bakery"
 # The sandbox's default feed (accounts/sandbox/README.md): 12 posts, 14 pictures
 # (9 photos, 2 video thumbnails, 3 carousel items) in 39 renditions.
@@ -41,19 +32,7 @@ class StoppableSandbox:
 
     def stop(self) -> None:
         if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-
-
-@pytest.fixture
-def stoppable_sandbox():
-    sandbox = StoppableSandbox()
-    yield sandbox
-    sandbox.stop()
+            terminate(self.proc)
 
 
 def owner_env(sandbox_url: str) -> dict[str, str]:

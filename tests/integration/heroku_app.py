@@ -1,6 +1,6 @@
 """What the Heroku parity tests share (tests/integration/test_heroku_parity.py: web and
-worker dynos with Redis; test_one_dyno.py: the one-dyno formation without it): a fresh
-database as the Postgres add-on provisions, the standalone sandbox Instagram, a dyno's
+worker dynos with Redis; test_one_dyno.py: the one-dyno formation without it; their
+add-on fixtures are in conftest.py): a dyno's
 config vars and processes under honcho, a browser behind Heroku's router, the sign-in,
 and reads of the tokens straight from the database."""
 
@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import BinaryIO
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
-import pytest
 import requests
 
 from harness import processes
@@ -39,42 +38,6 @@ HONCHO = (
 # This test polls a little less often, and shows longer log tails, than the defaults.
 wait_for = partial(processes.wait_for, interval=0.3)
 tail = partial(processes.tail, lines=60)
-
-
-# --- Add-ons --------------------------------------------------------------------------------
-
-
-def _admin_url() -> str:
-    url = os.environ.get("DATABASE_URL", "")
-    if not url.startswith(("postgres://", "postgresql://")):
-        url = "postgres://postgres@127.0.0.1:5432/postgres"
-    return urlunsplit(urlsplit(url)._replace(path="/postgres"))
-
-
-@pytest.fixture
-def heroku_postgres():
-    """A fresh, empty database, as the add-on provisions; dropped afterwards."""
-    psycopg = pytest.importorskip("psycopg")
-    admin = _admin_url()
-    try:
-        conn = psycopg.connect(admin, autocommit=True, connect_timeout=5)
-    except psycopg.OperationalError as exc:
-        pytest.skip(f"PostgreSQL is not reachable ({exc.__class__.__name__})")
-    name = f"tokenagent_parity_{uuid.uuid4().hex[:12]}"
-    conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield urlunsplit(urlsplit(admin)._replace(path=f"/{name}"))
-    finally:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.close()
-
-
-@pytest.fixture
-def sandbox():
-    from tests.sandbox_control import running_sandbox
-
-    with running_sandbox(env={"DJANGO_SETTINGS_MODULE": "tests.settings"}) as control:
-        yield control
 
 
 # --- The dyno --------------------------------------------------------------------------------

@@ -3,8 +3,6 @@ through the sandbox Instagram's consent page, lands on the dashboard with the
 connected account and its snippet, then connects a second account. Afterwards no
 token is in the database in clear, and none was logged."""
 
-# ruff: noqa: F811  (pytest fixtures imported from tests.sandbox_control)
-
 import logging
 import re
 
@@ -12,7 +10,6 @@ import pytest
 
 from accounts.models import AccessToken, InstagramAccount
 from tests.accounts.connect_support import database_dump
-from tests.sandbox_control import sandbox_live  # noqa: F401
 from tokenagent.redaction import RedactingFilter
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]

@@ -6,7 +6,6 @@ dyno's code reads them back from PostgreSQL alone. (The public /feed URLs are
 another branch's; the web side is checked through its /healthz and the selector
 run with the web dyno's code and environment.)
 """
-# ruff: noqa: F811  (pytest fixtures imported by name)
 
 import json
 import shutil
@@ -21,16 +20,8 @@ from django.conf import settings
 from accounts.models import FeedImage, FeedSnapshot, InstagramAccount, RefresherHeartbeat
 from harness.processes import HOST, ROOT, Process, free_port, wait_for
 from harness.procfile_stack import agent_env, procfile_lines, web_answers
-from tests.integration.feed_support import (
-    OWNER,
-    POSTS,
-    PROCESS_MARKS,
-    RENDITIONS,
-    owner_env,
-    sign_in,
-    stoppable_sandbox,  # noqa: F401
-)
-from tests.integration.test_refresh_worker import own_redis, pg_url  # noqa: F401
+from tests.integration import PROCESS_MARKS
+from tests.integration.feed_support import OWNER, POSTS, RENDITIONS, owner_env, sign_in
 
 pytestmark = [
     *PROCESS_MARKS,

@@ -8,45 +8,28 @@ being served while Redis is down, and while the sandbox is down a sync fails and
 marks it stale, its posts and pictures kept. (The public /feed URLs are another
 branch's; this test reads what they serve through the selectors.)
 """
-# ruff: noqa: F811  (pytest fixtures imported by name)
 
 from datetime import timedelta
 
 import pytest
 import requests
-from django.conf import settings
 from django.utils import timezone
 
 from accounts.models import FeedImage, FeedSnapshot, InstagramAccount, RefresherHeartbeat
 from accounts.selectors.feed import IMAGE_PATH_PREFIX, feed_get, feed_image_get
 from harness.processes import wait_for
-from harness.refresh import agent_env
-from tests.integration.feed_support import (
-    OWNER,
-    POSTS,
-    PROCESS_MARKS,
-    RENDITIONS,
-    owner_env,
-    sign_in,
-    stoppable_sandbox,  # noqa: F401
-)
-from tests.integration.test_refresh_worker import Agent, own_redis, pg_url  # noqa: F401
+from tests.integration import PROCESS_MARKS
+from tests.integration.feed_support import OWNER, POSTS, RENDITIONS, owner_env, sign_in
+from tests.integration.test_refresh_worker import Agent
 
 pytestmark = PROCESS_MARKS
 BASE = "https://agent.example.com"
 
 
 @pytest.fixture
-def agent(pg_url, own_redis, stoppable_sandbox, tmp_path):
-    var_dir = tmp_path / "var"
-    var_dir.mkdir()
-    env = agent_env(
-        database_url=pg_url,
-        redis_url=own_redis.url,
-        instagram_url=stoppable_sandbox.base_url,
-        var_dir=var_dir,
-        secret_key=settings.SECRET_KEY,
-        token_encryption_key=settings.TOKEN_ENCRYPTION_KEY,
+def agent(agent_env_for, stoppable_sandbox, tmp_path):
+    env = agent_env_for(
+        stoppable_sandbox.base_url,
         # Only beat's start-up tick runs at first: what reads the new account's feed
         # is the task its connection queued.
         REFRESH_TICK_SECONDS=3600,

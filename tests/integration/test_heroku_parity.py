@@ -36,7 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
-from harness.processes import free_port
+from harness.processes import PrivateRedis
 from tests.integration.heroku_app import (
     HEROKU_KILL_WAIT,
     IMPORTED,
@@ -45,8 +45,6 @@ from tests.integration.heroku_app import (
     Dyno,
     db_row,
     dyno_env,
-    heroku_postgres,  # noqa: F401 (fixture)
-    sandbox,  # noqa: F401 (fixture)
     seed_old_token,
     sign_in,
     tail,
@@ -72,44 +70,18 @@ def heroku_redis(tmp_path):
     """A private redis-server on a free port, no persistence, like a fresh add-on.
     Like Heroku Key-Value Store it speaks TLS only, with a self-signed certificate
     and a password (``rediss://``), when openssl is there to make the certificate."""
-    import redis
-
-    port = free_port()
-    command = ["redis-server", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
-               "--dir", str(tmp_path), "--requirepass", "kv-password"]  # fmt: skip
-    openssl = shutil.which("openssl")
-    if openssl:
-        subprocess.run(
-            [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-             "-subj", "/CN=ec2-3-4-5-6.compute-1.amazonaws.com",
-             "-keyout", str(tmp_path / "redis.key"), "-out", str(tmp_path / "redis.crt")],
-            check=True, capture_output=True, timeout=60,
-        )  # fmt: skip
-        command += ["--port", "0", "--tls-port", str(port), "--tls-auth-clients", "no",
-                    "--tls-cert-file", str(tmp_path / "redis.crt"),
-                    "--tls-key-file", str(tmp_path / "redis.key")]  # fmt: skip
-        url = f"rediss://:kv-password@127.0.0.1:{port}"
-    else:
-        command += ["--port", str(port)]
-        url = f"redis://:kv-password@127.0.0.1:{port}"
-    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    tls = {"ssl_cert_reqs": None} if url.startswith("rediss://") else {}
-    client = redis.Redis.from_url(url, socket_timeout=5, **tls)
-
-    def up():
-        try:
-            return client.ping()
-        except redis.exceptions.ConnectionError:
-            return False
-
-    wait_for(up, timeout=15, what="redis-server")
-    yield url, client
-    proc.terminate()
-    proc.wait(timeout=10)
+    server = PrivateRedis(
+        tmp_path,
+        password="kv-password",
+        tls=shutil.which("openssl") is not None,
+        common_name="ec2-3-4-5-6.compute-1.amazonaws.com",
+    ).start()
+    yield server.url, server.client()
+    server.stop()
 
 
 @pytest.fixture
-def dyno(tmp_path, heroku_postgres, heroku_redis, sandbox):  # noqa: F811 (fixtures)
+def dyno(tmp_path, heroku_postgres, heroku_redis, sandbox):
     d = Dyno(
         tmp_path,
         dyno_env(
@@ -140,7 +112,7 @@ def broker_state(client) -> dict:
 # --- The test ------------------------------------------------------------------------------------
 
 
-def test_the_procfile_runs_like_a_heroku_app(dyno, sandbox, heroku_redis):  # noqa: F811
+def test_the_procfile_runs_like_a_heroku_app(dyno, sandbox, heroku_redis):
     redis_client = heroku_redis[1]
     log = dyno.workdir / "honcho.log"
     known_tokens: list[str] = []

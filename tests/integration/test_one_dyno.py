@@ -20,7 +20,6 @@ Heroku's process manager, with its grace period set to Heroku's 30 s:
   feed's period passes; at the next start beat's first tick refreshes and syncs
   both, and the account holds a token Instagram accepts.
 """
-# ruff: noqa: F811  (pytest fixtures imported by name)
 
 from __future__ import annotations
 
@@ -42,8 +41,6 @@ from tests.integration.heroku_app import (
     Dyno,
     db_row,
     dyno_env,
-    heroku_postgres,  # noqa: F401
-    sandbox,  # noqa: F401
     seed_old_token,
     sign_in,
     tail,

@@ -11,7 +11,6 @@ arrival) shows the refresh arriving after the first few syncs, not after all of
 them: the worker takes a message from each queue in turn. On one shared queue it
 would come after every listing.
 """
-# ruff: noqa: F811  (pytest fixtures imported by name)
 
 from __future__ import annotations
 
@@ -25,8 +24,8 @@ from django.utils import timezone
 from accounts.models import AccessToken, RefresherHeartbeat
 from harness import procfile_stack
 from harness.processes import BIN, ROOT, Process, wait_for
-from tests.integration.feed_support import PROCESS_MARKS
-from tests.integration.test_refresh_worker import connect, own_redis, pg_url  # noqa: F401
+from tests.integration import PROCESS_MARKS
+from tests.integration.test_refresh_worker import connect
 
 pytestmark = PROCESS_MARKS
 

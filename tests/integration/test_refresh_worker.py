@@ -8,7 +8,6 @@ Slow-ish (each test starts a worker): marked ``worker``, ``redis``, ``postgres``
 """
 
 import os
-import shutil
 import signal
 import time
 from datetime import timedelta
@@ -16,46 +15,21 @@ from datetime import timedelta
 import pytest
 import requests
 from celery import Celery
-from django.conf import settings
 from django.core.management import call_command
-from django.db import connection
 
 from accounts.models import AccessToken, InstagramAccount, RefreshAttempt, RefresherHeartbeat
-from harness.processes import PrivateRedis, child_pids, free_port, wait_for
+from harness.processes import child_pids, free_port, wait_for
 from harness.refresh import (
     AlertReceiver,
-    agent_env,
-    database_url,
     web_process,
     worker_process,
 )
 from tests.factories import make_account
+from tests.integration import PROCESS_MARKS
 
-pytestmark = [
-    pytest.mark.worker,
-    pytest.mark.redis,
-    pytest.mark.postgres,
-    pytest.mark.slow,
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = PROCESS_MARKS
 
 TICK = 2  # seconds between beat ticks in these tests
-
-
-@pytest.fixture
-def pg_url():
-    if connection.vendor != "postgresql":
-        pytest.skip("needs PostgreSQL: set DATABASE_URL=postgres://...")
-    return database_url(connection.settings_dict)
-
-
-@pytest.fixture
-def own_redis(tmp_path):
-    if not shutil.which("redis-server"):
-        pytest.skip("redis-server is not installed")
-    server = PrivateRedis(tmp_path, start_timeout=10).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture
@@ -128,16 +102,9 @@ class Agent:
 
 
 @pytest.fixture
-def agent(pg_url, own_redis, instagram, alert_hook, tmp_path):
-    var_dir = tmp_path / "var"
-    var_dir.mkdir()
-    env = agent_env(
-        database_url=pg_url,
-        redis_url=own_redis.url,
-        instagram_url=instagram.base_url,
-        var_dir=var_dir,
-        secret_key=settings.SECRET_KEY,
-        token_encryption_key=settings.TOKEN_ENCRYPTION_KEY,
+def agent(agent_env_for, instagram, alert_hook, tmp_path):
+    env = agent_env_for(
+        instagram.base_url,
         REFRESH_TICK_SECONDS=TICK,
         REFRESH_RETRY_BACKOFF_BASE=1,
         REFRESH_RETRY_BACKOFF_MAX=2,

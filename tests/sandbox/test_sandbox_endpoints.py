@@ -15,6 +15,7 @@ import requests
 from django.core import signing
 
 from accounts.sandbox import state, tokens
+from tests.sandbox_control import control, oauth_over_http, relative
 
 CLIENT_ID = "1234567890123456"
 REDIRECT_URI = "https://agent.example.com/oauth/instagram/callback/"
@@ -29,18 +30,10 @@ LONG_EXPIRES_IN = 5183944  # docs/instagram.md, sections 3 and 4
 SIXTY_DAYS = 60 * 24 * 3600
 
 
-@pytest.fixture(autouse=True)
-def clean_sandbox():
-    state.reset()
-    yield
-    state.reset()
+pytestmark = pytest.mark.usefixtures("clean_sandbox")
 
 
 # --- helpers -------------------------------------------------------------------------------------
-
-
-def control(client, action, **body):
-    return client.post(f"/sandbox/_control/{action}", json.dumps(body), "application/json")
 
 
 def authorize(client, *, username="acme_bakery", **overrides):
@@ -127,13 +120,6 @@ def expect_graph_error(resp, code, subcode=None, status=400):
 def expect_flat_error(resp, message):
     assert resp.status_code == 400
     assert resp.json() == {"error_type": "OAuthException", "code": 400, "error_message": message}
-
-
-def relative(url):
-    """A sandbox URL as the test client wants it (path and query)."""
-    parts = urlsplit(url)
-    assert parts.netloc == "testserver"
-    return f"{parts.path}?{parts.query}" if parts.query else parts.path
 
 
 # --- authorize window (www.instagram.com) --------------------------------------------------------
@@ -1038,47 +1024,19 @@ def test_mint_makes_a_token_of_any_age(client):
 
 def test_standalone_server_plays_the_whole_flow_over_http(sandbox_process):
     base = sandbox_process.base_url
-    http = requests.Session()
     sandbox_process.shape("documented")
 
-    page = http.get(f"{base}/oauth/authorize", params=AUTHORIZE, timeout=10)
-    assert page.status_code == 200
-    assert "SANDBOX Instagram" in page.text
-    consent = http.post(
-        f"{base}/oauth/authorize",
-        data={**AUTHORIZE, "username": "second_shop", "decision": "allow"},
-        allow_redirects=False,
-        timeout=10,
-    )
-    assert consent.status_code == 302
-    assert consent.headers["Location"].endswith("#_")
-    code = code_from(consent.headers["Location"])
-    short = http.post(
-        f"{base}/oauth/access_token",
-        data={
-            "client_id": CLIENT_ID,
-            "client_secret": "x",
-            "grant_type": "authorization_code",
-            "redirect_uri": REDIRECT_URI,
-            "code": code,
-        },
-        timeout=10,
-    ).json()["data"][0]["access_token"]
-    long = http.get(
-        f"{base}/access_token",
-        params={"grant_type": "ig_exchange_token", "client_secret": "x", "access_token": short},
-        timeout=10,
-    ).json()["access_token"]
-    profile = http.get(f"{base}/v21.0/me", params={"access_token": long}, timeout=10)
-    media = http.get(
-        f"{base}/v21.0/me/media",
-        params={"access_token": long, "fields": "media_url"},
-        timeout=10,
-    )
+    flow = oauth_over_http(base, authorize=AUTHORIZE, username="second_shop", client_secret="x")
 
+    assert flow.page.status_code == 200
+    assert "SANDBOX Instagram" in flow.page.text
+    assert flow.consent.status_code == 302
+    assert flow.consent.headers["Location"].endswith("#_")
+    assert flow.exchanged.json()["data"][0]["access_token"] == flow.short  # documented shape
+    profile, media = flow.profile, flow.media
     assert profile.json()["data"][0]["username"] == "second_shop"
     assert profile.headers["Access-Control-Allow-Origin"] == "*"
-    image = http.get(media.json()["data"][0]["media_url"], timeout=10)
+    image = flow.http.get(media.json()["data"][0]["media_url"], timeout=10)
     assert image.url.startswith(base + "/cdn/second_shop/")
     assert image.headers["Content-Type"] == "image/jpeg"
     assert sandbox_process.calls() == {

@@ -12,17 +12,14 @@ import pytest
 from PIL import Image
 
 from accounts.sandbox import catalog, cdn, state, tokens
-from tests.sandbox.test_sandbox_endpoints import (  # the autouse reset and the helpers
-    clean_sandbox,  # noqa: F401
-    control,
-    relative,
-)
+from tests.sandbox_control import control, relative
 
 FIELDS = (
     "id,media_type,media_url,thumbnail_url,permalink,caption,timestamp,username,"
     "children{id,media_type,media_url,thumbnail_url}"
 )
 UID = tokens.user_id_for("acme_bakery")
+pytestmark = pytest.mark.usefixtures("clean_sandbox")
 
 
 @pytest.fixture

@@ -6,16 +6,13 @@ with no database.
 Settings are read at import, so each case runs in a fresh interpreter with a
 controlled environment (nothing inherited from the test run, and no .env)."""
 
-import re
-import subprocess
-import sys
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
 
 from tests.child_python import child_env, json_result, run_python
+from tests.sandbox_control import oauth_over_http, running_sandbox
 
 BASE_DIR = Path(__file__).resolve().parents[2]
 
@@ -127,58 +124,26 @@ def test_a_blank_app_id_counts_as_unset(tmp_path):
 
 # --- standalone --------------------------------------------------------------------------------
 
-SERVE = r"""
-import sys
-import environ
-environ.Env.read_env = classmethod(lambda cls, *a, **kw: None)  # no .env
-from django.core.management import execute_from_command_line
-execute_from_command_line(["manage.py", "sandbox_server", "--port", "0"])
-"""
-
 
 @pytest.fixture
 def production_sandbox(tmp_path):
     """``sandbox_server`` with production settings: DEBUG off, a real SECRET_KEY,
     SECURE_SSL_REDIRECT at its default (on), no app id, and a DATABASE_URL that
-    cannot be reached."""
+    cannot be reached (nothing inherited from the test run, no .env)."""
     env = clean_env(
         tmp_path,
         DEBUG="0",
         SECRET_KEY="a-production-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz",
         DATABASE_URL=NO_DATABASE,
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", SERVE],
-        cwd=BASE_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    assert proc.stdout is not None and proc.stderr is not None
-    try:
-        line = proc.stdout.readline()
-        match = re.search(r"listening on (http://\S+)", line)
-        if not match:
-            proc.kill()
-            pytest.fail(f"sandbox_server did not start: {line!r} {proc.stderr.read()[-2000:]}")
-        yield match.group(1)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        proc.stdout.close()
-        proc.stderr.close()
+    with running_sandbox(env=env, inherit=False) as control:
+        yield control.base_url
 
 
 def test_standalone_server_answers_under_production_settings_without_a_database(
     production_sandbox,
 ):
     base = production_sandbox
-    http = requests.Session()
     assert base.startswith("http://127.0.0.1:")
     authorize = {
         "client_id": "1234567890123456",
@@ -188,44 +153,16 @@ def test_standalone_server_answers_under_production_settings_without_a_database(
         "state": "st4te",
     }
 
-    page = http.get(f"{base}/oauth/authorize", params=authorize, allow_redirects=False, timeout=10)
-    # Plain HTTP, no redirect to https:// despite SECURE_SSL_REDIRECT's production default.
-    assert page.status_code == 200
-    assert "SANDBOX Instagram" in page.text
-    consent = http.post(
-        f"{base}/oauth/authorize",
-        data={**authorize, "username": "acme_bakery", "decision": "allow"},
-        allow_redirects=False,
-        timeout=10,
-    )
-    assert consent.status_code == 302
-    location = consent.headers["Location"]
-    assert location.startswith(authorize["redirect_uri"] + "?")
-    exchanged = http.post(
-        f"{base}/oauth/access_token",
-        data={
-            "client_id": authorize["client_id"],
-            "client_secret": "s",
-            "grant_type": "authorization_code",
-            "redirect_uri": authorize["redirect_uri"],
-            "code": parse_qs(urlsplit(location).query)["code"][0],
-        },
-        timeout=10,
-    )
-    assert exchanged.status_code == 200
-    short = exchanged.json()["access_token"]  # observed (flat) shape by default
-    long = http.get(
-        f"{base}/access_token",
-        params={"grant_type": "ig_exchange_token", "client_secret": "s", "access_token": short},
-        timeout=10,
-    ).json()["access_token"]
-    profile = http.get(f"{base}/v21.0/me", params={"access_token": long}, timeout=10)
-    media = http.get(
-        f"{base}/v21.0/me/media",
-        params={"access_token": long, "fields": "media_url"},
-        timeout=10,
-    )
+    flow = oauth_over_http(base, authorize=authorize, username="acme_bakery", client_secret="s")
 
+    # Plain HTTP, no redirect to https:// despite SECURE_SSL_REDIRECT's production default.
+    assert flow.page.status_code == 200
+    assert "SANDBOX Instagram" in flow.page.text
+    assert flow.consent.status_code == 302
+    assert flow.consent.headers["Location"].startswith(authorize["redirect_uri"] + "?")
+    assert flow.exchanged.status_code == 200
+    assert flow.exchanged.json()["access_token"] == flow.short  # observed (flat) shape by default
+    http, profile, media = flow.http, flow.profile, flow.media
     assert profile.status_code == 200
     assert profile.json()["username"] == "acme_bakery"
     assert media.status_code == 200

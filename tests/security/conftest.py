@@ -1,18 +1,9 @@
-"""Fixtures for the security suites: a private cache per test, a frozen rate-limit
-clock, and helpers that check an answer is neither a 500 nor a reflection."""
+"""Fixtures for the security suites: a frozen rate-limit clock and the small rate
+limits counted in this test's own cache (tests/conftest.py's ``private_cache``)."""
 
 import types
 
 import pytest
-
-from tests.security import hostile
-
-
-@pytest.fixture
-def private_cache(settings):
-    """An empty in-memory cache of this test's own (served token copies and rate
-    counters would otherwise leak between tests)."""
-    settings.CACHES = hostile.private_caches("security-tests")
 
 
 class Clock:

@@ -4,6 +4,7 @@ reflection, no header injection)."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -21,21 +22,6 @@ def fuzz(max_examples: int) -> settings:
         deadline=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
     )
-
-
-def private_caches(prefix: str) -> dict:
-    """A CACHES setting: empty in-memory caches of this test's own (served token
-    copies and rate counters would otherwise leak between tests), one per alias
-    the settings define (the rate-limit counters have their own)."""
-    from django.conf import settings as django_settings
-
-    return {
-        alias: {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"{prefix}-{alias}-{uuid.uuid4()}",
-        }
-        for alias in django_settings.CACHES
-    }
 
 
 _CACHES_PROBE = (
@@ -61,6 +47,23 @@ def production_caches(tmp_path, **environment: str) -> dict:
     return caches
 
 
+def assert_a_flood_adds_no_redis_keys(settings, tmp_path, *, warm: str, flood) -> None:
+    """On the real Redis (REDIS_URL; the test is skipped without it), under the
+    production cache settings: once a GET of ``warm`` has stored its entry,
+    ``flood()`` adds no key to any cache alias."""
+    import pytest
+    from django.test import Client
+
+    if not os.environ.get("REDIS_URL", "").startswith("redis"):
+        pytest.skip("REDIS_URL does not point at Redis")
+    settings.CACHES = production_caches(tmp_path, REDIS_URL=os.environ["REDIS_URL"])
+    Client().get(warm)
+    before = cache_entries()
+    assert before["default"] > 0
+    flood()
+    assert cache_entries() == before
+
+
 def cache_entries() -> dict[str, int]:
     """How many entries each configured cache alias holds now."""
     from django.core.cache import caches
@@ -81,30 +84,6 @@ def cache_entries() -> dict[str, int]:
             raise AssertionError(f"cannot count the entries of a {backend}")
     return counts
 
-
-# Every token URL, for an account "acme" that is also the default.
-TOKEN_URLS = [
-    "/token/acme.json",
-    "/token/acme.js",
-    "/token/acme",
-    "/token/acme.txt",
-    "/token.json",
-    "/token.js",
-    "/token",
-]
-
-# Every feed URL, for an account "acme" that is also the default (the suites add a
-# mirrored picture's URL, which depends on the stored bytes).
-FEED_URLS = [
-    "/feed/acme.json",
-    "/feed/acme/media",
-    "/feed/acme.js",
-    "/feed.json",
-    "/feed/media",
-    "/feed.js",
-    "/feed/embed.js",
-    "/feed/embed.css",
-]
 
 # Payloads a scanner or an attacker actually sends, mixed into generated text.
 PAYLOADS = [
@@ -211,6 +190,43 @@ def assert_cors_only_for_listed(response, origin: str, *, listed: str | None) ->
     elif acao not in (None, "*"):
         assert acao.startswith(("http://", "https://"))
         assert not (set(acao) & DANGEROUS)
+
+
+# The request headers a client controls, and whether ALLOWED_DOMAINS lists one site:
+# what ``get_as_client`` sends.
+client_headers = st.fixed_dictionaries(
+    {
+        "origin": origin_text,
+        "referer": origin_text,
+        "inm": header_text,
+        "forwarded": header_text,
+        "restricted": st.booleans(),
+    }
+)
+
+
+def get_as_client(url: str, headers: dict):
+    """GET ``url`` with ``client_headers``' Origin (sent as Accept too), Referer,
+    If-None-Match and X-Forwarded-For, ALLOWED_DOMAINS one site when restricted;
+    returns (response, that site or "")."""
+    from django.test import Client, override_settings
+
+    allowed = "https://shop.example.com" if headers["restricted"] else ""
+    with override_settings(ALLOWED_DOMAINS=allowed):
+        response = Client().get(
+            url,
+            HTTP_ORIGIN=headers["origin"],
+            HTTP_REFERER=headers["referer"],
+            HTTP_IF_NONE_MATCH=headers["inm"],
+            HTTP_X_FORWARDED_FOR=headers["forwarded"],
+            HTTP_ACCEPT=headers["origin"],
+        )
+    return response, allowed
+
+
+def header_values(headers: dict) -> list[str]:
+    """The values ``get_as_client`` sent, to look for reflections of."""
+    return [headers["origin"], headers["referer"], headers["inm"], headers["forwarded"]]
 
 
 def assert_headers_clean(response) -> None:

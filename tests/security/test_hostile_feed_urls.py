@@ -1,4 +1,4 @@
-"""Hostile input on the public feed URLs (hostile.FEED_URLS and the mirrored
+"""Hostile input on the public feed URLs (served_urls.FEED_URLS and the mirrored
 pictures): odd account and picture names, query strings, headers and methods. None
 answers 500, none reflects input unescaped, none serves a token, none grants a
 listed site's CORS to another, none changes what is stored, and a flood of unknown
@@ -6,17 +6,17 @@ names adds no cache entries.
 
 The feed is read by the real feed_sync from the sandbox on the live server."""
 
-import os
 from urllib.parse import quote
 
 import pytest
-from django.test import Client, override_settings
+from django.test import Client
 from hypothesis import given
 from hypothesis import strategies as st
 
 from accounts.models import FeedImage, FeedImageUse, FeedSnapshot
 from tests.feed_support import synced
 from tests.security import hostile
+from tests.served_urls import FEED_URLS
 
 # Served, not modified, refused (bad limit or cursor, bad ?const=), unknown, wrong method.
 FEED_STATUSES = {200, 204, 304, 400, 404, 405}
@@ -34,7 +34,7 @@ def feed(private_cache, feed_sandbox):
     account.save()
     size = FeedSnapshot.objects.get(account=account).posts[0]["image"]["sizes"][0]
     picture = f"/feed/img/{size['sha256']}-{size['width']}.jpg"
-    return token, [*hostile.FEED_URLS, picture]
+    return token, [*FEED_URLS, picture]
 
 
 def stored() -> dict:
@@ -80,7 +80,7 @@ def test_any_picture_name_is_answered_without_500_or_a_write(feed, name):
 
 @FUZZ
 @given(
-    index=st.integers(min_value=0, max_value=len(hostile.FEED_URLS)),
+    index=st.integers(min_value=0, max_value=len(FEED_URLS)),
     params=st.dictionaries(
         st.one_of(st.sampled_from(["limit", "after", "const", "callback"]), hostile.text),
         hostile.text,
@@ -96,7 +96,7 @@ def test_any_query_string_is_answered_without_500_or_reflection(feed, index, par
 
 
 @FUZZ
-@given(index=st.integers(min_value=0, max_value=len(hostile.FEED_URLS)), raw=st.text(max_size=200))
+@given(index=st.integers(min_value=0, max_value=len(FEED_URLS)), raw=st.text(max_size=200))
 def test_raw_undecodable_query_strings_are_harmless(feed, index, raw):
     token, urls = feed
     query = quote(raw, safe="%&=+;,/?:@") + "&limit=%ff%fe&after=%&const=%00"
@@ -105,35 +105,17 @@ def test_raw_undecodable_query_strings_are_harmless(feed, index, raw):
 
 
 @FUZZ
-@given(
-    index=st.integers(min_value=0, max_value=len(hostile.FEED_URLS)),
-    origin=hostile.origin_text,
-    referer=hostile.origin_text,
-    inm=hostile.header_text,
-    forwarded=hostile.header_text,
-    restricted=st.booleans(),
-)
-def test_any_headers_are_answered_without_500_or_reflection(
-    feed, index, origin, referer, inm, forwarded, restricted
-):
+@given(index=st.integers(min_value=0, max_value=len(FEED_URLS)), headers=hostile.client_headers)
+def test_any_headers_are_answered_without_500_or_reflection(feed, index, headers):
     token, urls = feed
-    allowed = "https://shop.example.com" if restricted else ""
-    with override_settings(ALLOWED_DOMAINS=allowed):
-        response = Client().get(
-            urls[index],
-            HTTP_ORIGIN=origin,
-            HTTP_REFERER=referer,
-            HTTP_IF_NONE_MATCH=inm,
-            HTTP_X_FORWARDED_FOR=forwarded,
-            HTTP_ACCEPT=origin,
-        )
-    assert_harmless(response, token, origin, referer, inm, forwarded)
-    hostile.assert_cors_only_for_listed(response, origin, listed=allowed)
+    response, allowed = hostile.get_as_client(urls[index], headers)
+    assert_harmless(response, token, *hostile.header_values(headers))
+    hostile.assert_cors_only_for_listed(response, headers["origin"], listed=allowed)
 
 
 @FUZZ
 @given(
-    index=st.integers(min_value=0, max_value=len(hostile.FEED_URLS)),
+    index=st.integers(min_value=0, max_value=len(FEED_URLS)),
     method=st.sampled_from(["post", "put", "patch", "delete"]),
     body=st.binary(max_size=300),
 )
@@ -177,11 +159,6 @@ def test_a_flood_of_unknown_names_adds_no_cache_entries(feed, settings, tmp_path
 
 @pytest.mark.redis
 def test_a_flood_of_unknown_names_adds_no_keys_to_the_real_redis(feed, settings, tmp_path):
-    if not os.environ.get("REDIS_URL", "").startswith("redis"):
-        pytest.skip("REDIS_URL does not point at Redis")
-    settings.CACHES = hostile.production_caches(tmp_path, REDIS_URL=os.environ["REDIS_URL"])
-    Client().get("/feed/acme.json")
-    before = hostile.cache_entries()
-    assert before["default"] > 0
-    _flood_unknown_names()
-    assert hostile.cache_entries() == before
+    hostile.assert_a_flood_adds_no_redis_keys(
+        settings, tmp_path, warm="/feed/acme.json", flood=_flood_unknown_names
+    )

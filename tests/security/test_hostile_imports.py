@@ -23,17 +23,7 @@ from tests.security import hostile
 GOOD = "IGAAvalidImportedToken0000000001"
 FUZZ = hostile.fuzz(max_examples=80)
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def instagram_settings(settings):
-    settings.INSTAGRAM_APP_ID = "1234567890123456"
-    settings.INSTAGRAM_APP_SECRET = "test-app-secret"
-    settings.INSTAGRAM_API_URL = fakes.API
-    settings.INSTAGRAM_GRAPH_URL = fakes.GRAPH
-    settings.INSTAGRAM_GRAPH_VERSION = fakes.VERSION
-    settings.CACHES = hostile.private_caches("hostile-imports")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]
 
 
 def _me(request):

@@ -4,9 +4,6 @@ with another secret, tampered with, or signed with another algorithm changes
 nothing and answers 400; even a correctly signed payload of any shape answers
 without a 500; the public status page reflects nothing."""
 
-import base64
-import hashlib
-import hmac
 import json
 from urllib.parse import quote
 
@@ -16,44 +13,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accounts.models import DataDeletionRequest, InstagramAccount
-from tests.factories import make_account
+from tests import instagram_fakes as fakes
+from tests.instagram_fakes import b64url, meta_post, signed_request
 from tests.security import hostile
 
-SECRET = "meta-app-secret-for-security-tests"
+SECRET = fakes.APP_SECRET
 CALLBACKS = ["/instagram/deauthorize/", "/instagram/data-deletion/"]
 FUZZ = hostile.fuzz(max_examples=80)
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def meta_settings(settings):
-    settings.INSTAGRAM_APP_ID = "1234567890123456"
-    settings.INSTAGRAM_APP_SECRET = SECRET
-    settings.CACHES = hostile.private_caches("hostile-meta")
-
-
-@pytest.fixture
-def cafe():
-    return make_account(username="cafe_shop", slug="cafe", ig_user_id="111", app_scoped_id="999")
-
-
-def b64(data: bytes) -> str:
-    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def sign(payload_segment: str, secret: str = SECRET) -> str:
-    digest = hmac.new(secret.encode(), payload_segment.encode(), hashlib.sha256).digest()
-    return f"{b64(digest)}.{payload_segment}"
-
-
-def signed(payload, secret: str = SECRET) -> str:
-    return sign(b64(json.dumps(payload).encode()), secret)
-
-
-def meta_post(path: str, value: str):
-    """As Meta sends it: a form POST, no cookie, no CSRF token."""
-    return Client(enforce_csrf_checks=True).post(path, {"signed_request": value})
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]
 
 
 json_values = st.recursive(
@@ -89,7 +57,7 @@ def test_a_garbage_signed_request_is_refused_and_changes_nothing(cafe, path, val
 )
 def test_a_well_formed_but_unsigned_request_is_refused(cafe, path, sig, payload):
     before = hostile.snapshot()
-    response = meta_post(path, f"{sig}.{b64(json.dumps(payload).encode())}")
+    response = meta_post(path, f"{sig}.{b64url(json.dumps(payload).encode())}")
     assert response.status_code == 400
     assert hostile.snapshot() == before
 
@@ -100,15 +68,15 @@ def test_a_request_signed_with_another_secret_is_refused(cafe, path, payload, se
     if secret == SECRET:  # pragma: no cover (hypothesis will not guess it)
         return
     before = hostile.snapshot()
-    assert meta_post(path, signed(payload, secret)).status_code == 400
+    assert meta_post(path, signed_request(payload, secret)).status_code == 400
     assert hostile.snapshot() == before
 
 
 @pytest.mark.parametrize("path", CALLBACKS)
 def test_a_signature_does_not_carry_over_to_another_payload(cafe, path):
-    genuine = signed({"algorithm": "HMAC-SHA256", "user_id": "222"})
+    genuine = signed_request({"algorithm": "HMAC-SHA256", "user_id": "222"})
     signature = genuine.split(".")[0]
-    forged = b64(json.dumps({"algorithm": "HMAC-SHA256", "user_id": "111"}).encode())
+    forged = b64url(json.dumps({"algorithm": "HMAC-SHA256", "user_id": "111"}).encode())
     assert meta_post(path, f"{signature}.{forged}").status_code == 400
     cafe.refresh_from_db()
     assert cafe.status == InstagramAccount.Status.ACTIVE
@@ -120,7 +88,7 @@ def test_only_hmac_sha256_is_accepted(cafe, path, algorithm):
     payload = (
         {"user_id": "111"} if algorithm is None else {"algorithm": algorithm, "user_id": "111"}
     )
-    assert meta_post(path, signed(payload)).status_code == 400
+    assert meta_post(path, signed_request(payload)).status_code == 400
     cafe.refresh_from_db()
     assert cafe.status == InstagramAccount.Status.ACTIVE
 
@@ -130,7 +98,9 @@ def test_with_no_app_secret_configured_nothing_verifies(cafe, path, settings):
     settings.INSTAGRAM_APP_SECRET = ""
     before = hostile.snapshot()
     assert (
-        meta_post(path, signed({"algorithm": "HMAC-SHA256", "user_id": "111"}, "")).status_code
+        meta_post(
+            path, signed_request({"algorithm": "HMAC-SHA256", "user_id": "111"}, "")
+        ).status_code
         == 400
     )
     assert hostile.snapshot() == before
@@ -141,7 +111,7 @@ def test_with_no_app_secret_configured_nothing_verifies(cafe, path, settings):
 def test_any_correctly_signed_payload_is_answered_without_a_500(cafe, path, payload):
     """Authorised input (it carries the app secret's signature) of any shape: a clear
     answer, and the account is touched only when the user_id names it."""
-    response = meta_post(path, signed(payload))
+    response = meta_post(path, signed_request(payload))
     assert response.status_code in (200, 400), response.status_code
     hostile.assert_headers_clean(response)
     names_cafe = isinstance(payload, dict) and str(payload.get("user_id", "")).strip() in (
@@ -155,7 +125,7 @@ def test_any_correctly_signed_payload_is_answered_without_a_500(cafe, path, payl
 @pytest.mark.parametrize("path", CALLBACKS)
 @pytest.mark.parametrize("user_id", ["\x00", "111\x00", "x" * 10_000, -1, 10**30, "１１１"])
 def test_odd_user_ids_in_a_signed_payload_are_answered_without_a_500(cafe, path, user_id):
-    response = meta_post(path, signed({"algorithm": "HMAC-SHA256", "user_id": user_id}))
+    response = meta_post(path, signed_request({"algorithm": "HMAC-SHA256", "user_id": user_id}))
     assert response.status_code in (200, 400)
     cafe.refresh_from_db()
     assert cafe.status == InstagramAccount.Status.ACTIVE
@@ -169,7 +139,9 @@ def test_callbacks_accept_only_post(cafe, path, method):
 
 @pytest.mark.parametrize("path", CALLBACKS)
 def test_a_json_body_instead_of_a_form_is_refused(cafe, path):
-    body = json.dumps({"signed_request": signed({"algorithm": "HMAC-SHA256", "user_id": "111"})})
+    body = json.dumps(
+        {"signed_request": signed_request({"algorithm": "HMAC-SHA256", "user_id": "111"})}
+    )
     response = Client().post(path, data=body, content_type="application/json")
     assert response.status_code == 400
     cafe.refresh_from_db()
@@ -186,7 +158,7 @@ def test_the_deletion_status_page_reflects_nothing(code):
 
 def test_the_deletion_status_page_shows_no_personal_data(cafe):
     response = meta_post(
-        "/instagram/data-deletion/", signed({"algorithm": "HMAC-SHA256", "user_id": "111"})
+        "/instagram/data-deletion/", signed_request({"algorithm": "HMAC-SHA256", "user_id": "111"})
     )
     assert response.status_code == 200
     url = response.json()["url"]
@@ -207,7 +179,7 @@ def test_a_signed_user_id_with_a_nul_is_refused_before_any_query():
     """Regression: a NUL in the (signed) user_id reached PostgreSQL: a 500."""
     from accounts.services.meta import SignedRequestError, meta_signed_request_parse
 
-    value = signed({"algorithm": "HMAC-SHA256", "user_id": "111\x00"})
+    value = signed_request({"algorithm": "HMAC-SHA256", "user_id": "111\x00"})
     with pytest.raises(SignedRequestError):
         meta_signed_request_parse(signed_request=value, app_secret=SECRET)
 
@@ -227,7 +199,7 @@ def test_a_deauthorize_replayed_after_reconnecting_is_ignored(cafe):
         created_at=timezone.now() - timedelta(hours=1)
     )
     issued = int((timezone.now() - timedelta(minutes=5)).timestamp())
-    captured = signed({"algorithm": "HMAC-SHA256", "issued_at": issued, "user_id": "111"})
+    captured = signed_request({"algorithm": "HMAC-SHA256", "issued_at": issued, "user_id": "111"})
     assert meta_post("/instagram/deauthorize/", captured).json()["accounts"] == 1
     cafe.refresh_from_db()
     assert cafe.status == InstagramAccount.Status.DISCONNECTED
@@ -249,7 +221,7 @@ def test_a_deauthorize_replayed_after_reconnecting_is_ignored(cafe):
     assert AccessToken.objects.get(account=cafe).value == "IGAAreconnectedToken123456"
 
     later = int(timezone.now().timestamp()) + 1
-    fresh = signed({"algorithm": "HMAC-SHA256", "issued_at": later, "user_id": "111"})
+    fresh = signed_request({"algorithm": "HMAC-SHA256", "issued_at": later, "user_id": "111"})
     assert meta_post("/instagram/deauthorize/", fresh).json()["accounts"] == 1
     cafe.refresh_from_db()
     assert cafe.status == InstagramAccount.Status.DISCONNECTED

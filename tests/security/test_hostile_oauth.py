@@ -19,9 +19,9 @@ from accounts.views.oauth import NEXT_SESSION_KEY
 from tests import instagram_fakes as fakes
 from tests.security import hostile
 
-OWNER = "acme_bakery"
+OWNER = fakes.OWNER
 CALLBACK = "/oauth/instagram/callback/"
-AUTHORIZE = "https://www.instagram.com/oauth/authorize"
+AUTHORIZE = fakes.AUTHORIZE_URL
 FUZZ = hostile.fuzz(max_examples=60)
 OPEN_REDIRECTS = [
     "https://evil.example/",
@@ -37,20 +37,7 @@ OPEN_REDIRECTS = [
     " //evil.example",
 ]
 
-pytestmark = pytest.mark.django_db
-
-
-@pytest.fixture(autouse=True)
-def real_instagram_settings(settings):
-    settings.INSTAGRAM_APP_ID = "1234567890123456"
-    settings.INSTAGRAM_APP_SECRET = "test-app-secret"
-    settings.INSTAGRAM_AUTHORIZE_URL = AUTHORIZE
-    settings.INSTAGRAM_API_URL = fakes.API
-    settings.INSTAGRAM_GRAPH_URL = fakes.GRAPH
-    settings.INSTAGRAM_GRAPH_VERSION = fakes.VERSION
-    settings.SANDBOX_ENABLED = False
-    settings.OWNER_INSTAGRAM_USERNAMES = [OWNER]
-    settings.CACHES = hostile.private_caches("hostile-oauth")
+pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]
 
 
 def _start(client, **params) -> str:

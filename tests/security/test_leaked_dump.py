@@ -3,13 +3,10 @@ row of every table (and every session payload, decoded) holds no token, no app
 secret, no webhook secret, no SECRET_KEY and no encryption key. The tokens are
 Fernet ciphertext under a key that lives only in the environment."""
 
-import uuid
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import responses
-from django.contrib.sessions.models import Session
-from django.db import connection
 from django.test import Client
 
 from accounts import crypto
@@ -17,6 +14,7 @@ from accounts.models import AccessToken
 from accounts.services.imports import account_import_token
 from accounts.services.refresh import token_refresh
 from tests import instagram_fakes as fakes
+from tests.accounts.connect_support import database_dump
 
 pytestmark = pytest.mark.django_db
 
@@ -26,35 +24,11 @@ PASTED = "IGAApastedTokenThatMustNotLeak000000001"
 
 
 @pytest.fixture(autouse=True)
-def agent(settings):
-    settings.INSTAGRAM_APP_ID = "1234567890123456"
-    settings.INSTAGRAM_APP_SECRET = APP_SECRET
-    settings.WEBHOOK_SECRET = WEBHOOK_SECRET
-    settings.TOKEN_ENCRYPTION_KEY = ""
-    settings.INSTAGRAM_AUTHORIZE_URL = "https://www.instagram.com/oauth/authorize"
-    settings.INSTAGRAM_API_URL = fakes.API
-    settings.INSTAGRAM_GRAPH_URL = fakes.GRAPH
-    settings.INSTAGRAM_GRAPH_VERSION = fakes.VERSION
-    settings.SANDBOX_ENABLED = False
-    settings.OWNER_INSTAGRAM_USERNAMES = ["acme_bakery"]
-    settings.CACHES = {
-        "default": {
-            "BACKEND": "django.core.cache.backends.locmem.LocMemCache",
-            "LOCATION": f"leaked-dump-{uuid.uuid4()}",
-        }
-    }
-
-
-def dump() -> str:
-    """Every row of every table as text, session payloads decoded: what a thief of
-    a backup (or of Heroku Postgres credentials) reads."""
-    chunks: list[str] = []
-    with connection.cursor() as cur:
-        for table in connection.introspection.table_names():
-            cur.execute(f"SELECT * FROM {connection.ops.quote_name(table)}")  # noqa: S608
-            chunks.extend(repr(row) for row in cur.fetchall())
-    chunks.extend(repr(s.get_decoded()) for s in Session.objects.all())
-    return "\n".join(chunks)
+def agent(agent_settings):
+    """The agent for real Instagram, with secrets of this test's own."""
+    agent_settings.INSTAGRAM_APP_SECRET = APP_SECRET
+    agent_settings.WEBHOOK_SECRET = WEBHOOK_SECRET
+    agent_settings.TOKEN_ENCRYPTION_KEY = ""
 
 
 def test_a_dump_after_sign_in_refresh_and_paste_holds_no_token_and_no_secret(settings):
@@ -76,7 +50,7 @@ def test_a_dump_after_sign_in_refresh_and_paste_holds_no_token_and_no_secret(set
         )
         token_refresh(account=account, force=True)
 
-    text = dump()
+    text = database_dump()  # what a thief of a backup (or of Heroku Postgres credentials) reads
     assert AccessToken.objects.count() == 2
     for secret in (
         fakes.SHORT_TOKEN,

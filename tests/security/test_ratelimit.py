@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from accounts import ratelimit
 from tests.factories import make_account
 from tests.security import hostile
+from tests.served_urls import FEED_URLS, TOKEN_URLS
 
 pytestmark = pytest.mark.django_db
 
@@ -29,7 +30,6 @@ LIMITED = [
     ("get", "/admin/login/"),
     ("post", "/admin/login/"),
 ]
-TOKEN_URLS = hostile.TOKEN_URLS
 
 
 def _send(client, method, url, **extra):
@@ -169,7 +169,7 @@ def test_token_urls_are_never_limited(client, limits_on, settings, url):
     assert statuses == {200}
 
 
-@pytest.mark.parametrize("url", hostile.FEED_URLS)
+@pytest.mark.parametrize("url", FEED_URLS)
 def test_feed_urls_are_never_limited(client, limits_on, settings, url):
     for name in ("LOGIN", "OAUTH_CALLBACK", "HOOK", "META_CALLBACKS"):
         setattr(settings, f"RATELIMIT_{name}", "1/m")
@@ -183,7 +183,7 @@ def test_token_urls_cost_no_rate_limit_cache_round_trip(client, limits_on, monke
     make_account(username="acme_bakery", slug="acme")
     calls = []
     monkeypatch.setattr(ratelimit, "get_usage", lambda *a, **k: calls.append(a))
-    for url in TOKEN_URLS + hostile.FEED_URLS:
+    for url in TOKEN_URLS + FEED_URLS:
         client.get(url)
     client.get("/login/")
     assert len(calls) == 1

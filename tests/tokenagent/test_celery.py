@@ -1,16 +1,10 @@
 """The Celery app takes its configuration from the CELERY_* Django settings, and a
 worker keeps Django's redacting log configuration."""
 
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 from django.conf import settings
 
+from tests.child_python import BASE_DIR, child_env, run_python
 from tokenagent.celery import app
-
-BASE_DIR = Path(__file__).resolve().parents[2]
 
 
 def test_the_app_reads_the_celery_settings():
@@ -100,23 +94,8 @@ app.worker_main(["worker", "--pool=solo", "--loglevel=INFO", "--without-mingle",
 
 
 def test_a_worker_logs_through_the_redacting_configuration(tmp_path):
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(BASE_DIR),
-        "DJANGO_SETTINGS_MODULE": "tokenagent.settings",
-        "SECRET_KEY": "celery-test-secret-key",
-        "REDIS_URL": "",
-        "TOKENAGENT_VAR_DIR": str(tmp_path / "var"),
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", PROBE],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    env = child_env(tmp_path / "var", SECRET_KEY="celery-test-secret-key", REDIS_URL="")
+    result = run_python(PROBE, env=env, cwd=tmp_path)
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     for line in ("task logger", "module logger", "celery logger"):

@@ -6,14 +6,13 @@ run or a developer's .env."""
 
 import json
 import shutil
-import socket
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import pytest
 
+from harness.processes import PrivateRedis
 from tests.child_python import NO_DOTENV, child_env, json_result, run_python
 
 BASE_DIR = Path(__file__).resolve().parents[2]
@@ -385,10 +384,10 @@ def test_favicon_ico_answers_with_the_icon(client):
 
 
 @pytest.mark.django_db
-def test_owner_pages_link_the_icon(owner_client):
+def test_owner_pages_link_the_icon(staff_client):
     from django.templatetags.static import static
 
-    page = owner_client.get("/").content.decode()
+    page = staff_client.get("/").content.decode()
     assert f'<link rel="icon" href="{static("accounts/favicon.ico")}"' in page
 
 
@@ -411,44 +410,21 @@ def test_the_icon_is_served_with_debug_off(tmp_path, built_static):
 # --- Redis over TLS (Heroku Key-Value Store) -----------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def tls_redis(tmp_path_factory):
     """A redis-server that speaks TLS only, with a self-signed certificate and a
     password: what a Heroku Key-Value Store hands out as a rediss:// URL."""
-    redis_server, openssl = shutil.which("redis-server"), shutil.which("openssl")
-    if not redis_server or not openssl:
+    if not shutil.which("redis-server") or not shutil.which("openssl"):
         pytest.skip("redis-server and openssl are needed for the TLS Redis tests")
-    d = tmp_path_factory.mktemp("tls-redis")
-    subprocess.run(
-        [openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
-         "-subj", "/CN=ec2-1-2-3-4.compute-1.amazonaws.com",
-         "-keyout", str(d / "key.pem"), "-out", str(d / "cert.pem")],
-        check=True, capture_output=True, timeout=60,
-    )  # fmt: skip
-    port = _free_port()
-    proc = subprocess.Popen(
-        [redis_server, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1",
-         "--tls-cert-file", str(d / "cert.pem"), "--tls-key-file", str(d / "key.pem"),
-         "--tls-auth-clients", "no", "--requirepass", "kv-pass", "--save", "",
-         "--appendonly", "no", "--dir", str(d)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield f"rediss://:kv-pass@127.0.0.1:{port}"
-    proc.terminate()
-    proc.wait(timeout=10)
+    server = PrivateRedis(
+        tmp_path_factory.mktemp("tls-redis"),
+        start_timeout=10,
+        password="kv-pass",
+        tls=True,
+        common_name="ec2-1-2-3-4.compute-1.amazonaws.com",
+    ).start()
+    yield server.url
+    server.stop()
 
 
 @pytest.mark.redis
@@ -497,20 +473,13 @@ def parse_csp(header: str) -> dict[str, list[str]]:
     return directives
 
 
-@pytest.fixture
-def owner_client(client, django_user_model):
-    user = django_user_model.objects.create_user(username="owner", is_staff=True)
-    client.force_login(user)
-    return client
-
-
 @pytest.mark.django_db
-def test_owner_pages_carry_a_content_security_policy(owner_client):
+def test_owner_pages_carry_a_content_security_policy(staff_client):
     from tests.factories import make_account
 
     make_account(slug="acme")
     for path in ("/", "/accounts/acme/preview/"):
-        response = owner_client.get(path)
+        response = staff_client.get(path)
         assert response.status_code == 200, path
         csp = parse_csp(response["Content-Security-Policy"])
         assert csp["default-src"] == ["'self'"]
@@ -523,12 +492,12 @@ def test_owner_pages_carry_a_content_security_policy(owner_client):
 
 
 @pytest.mark.django_db
-def test_the_preview_may_load_exactly_its_instafeed_and_call_the_graph_api(owner_client):
+def test_the_preview_may_load_exactly_its_instafeed_and_call_the_graph_api(staff_client):
     from accounts import snippets
     from tests.factories import make_account
 
     make_account(slug="acme")
-    csp = parse_csp(owner_client.get("/accounts/acme/preview/")["Content-Security-Policy"])
+    csp = parse_csp(staff_client.get("/accounts/acme/preview/")["Content-Security-Policy"])
     # The one CDN script the preview (and the README's snippet) loads is allowed;
     # the rest of jsDelivr is not.
     cdn = [s for s in csp["script-src"] if s.startswith("https://")]

@@ -5,17 +5,12 @@ filter applies it to final messages and tracebacks."""
 import io
 import json
 import logging
-import os
-import subprocess
-import sys
-from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 
+from tests.child_python import child_env, run_python
 from tokenagent.redaction import REDACTED, RedactingFilter, redact
-
-BASE_DIR = Path(__file__).resolve().parents[2]
 
 TOKEN = "IGAAFakeLongLived9z8y7x"
 # Not IGAA-shaped: only the key=value / "key": "value" rules can catch it.
@@ -274,24 +269,13 @@ except ValueError:
 
 @pytest.mark.parametrize("debug", ["0", "1"])
 def test_the_project_logging_config_redacts_every_handler(tmp_path, debug):
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-        "PYTHONPATH": str(BASE_DIR),
-        "DJANGO_SETTINGS_MODULE": "tokenagent.settings",
-        "SECRET_KEY": "logging-test-secret-key",
-        "DEBUG": debug,  # DEBUG adds Django's own console handler unless LOGGING replaces it
-        "TOKENAGENT_VAR_DIR": str(tmp_path / "var"),
-        "LOG_LEVEL": "DEBUG",
-    }
-    result = subprocess.run(
-        [sys.executable, "-c", LOGGING_PROBE, ODD, SECRET, CODE],
-        env=env,
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    env = child_env(
+        tmp_path / "var",
+        SECRET_KEY="logging-test-secret-key",
+        DEBUG=debug,  # DEBUG adds Django's own console handler unless LOGGING replaces it
+        LOG_LEVEL="DEBUG",
     )
+    result = run_python(LOGGING_PROBE, ODD, SECRET, CODE, env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     everything = result.stdout + result.stderr
     for secret in (ODD, SECRET, CODE):

@@ -1,6 +1,5 @@
 """POST /hooks/refresh/ (HMAC-signed, for external schedulers) and the owner's
 "refresh now" button."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.refresh_support)
 
 from datetime import timedelta
 from unittest import mock
@@ -12,13 +11,7 @@ from kombu.exceptions import OperationalError
 
 from accounts.models import RefreshAttempt
 from tests import instagram_fakes as fakes
-from tests.accounts.refresh_support import (  # noqa: F401
-    eager_celery,
-    ig,
-    refresh_calls,
-    sign,
-    token_of,
-)
+from tests.accounts.refresh_support import refresh_calls, sign, token_of
 from tests.factories import make_account
 
 pytestmark = pytest.mark.django_db
@@ -109,14 +102,6 @@ def test_broker_down_is_503(client, secret):
 # --- Refresh now -----------------------------------------------------------------------------
 
 
-@pytest.fixture
-def owner_client():
-    user = get_user_model().objects.create_user("boss", password="pw", is_staff=True)
-    client = Client()
-    client.force_login(user)
-    return client
-
-
 def test_refresh_now_is_for_owners_only(client, account, queued):
     url = f"/accounts/{account.slug}/refresh/"
     response = client.post(url)
@@ -127,14 +112,14 @@ def test_refresh_now_is_for_owners_only(client, account, queued):
     queued.assert_not_called()
 
 
-def test_refresh_now_queues_a_forced_refresh(owner_client, account, queued):
-    response = owner_client.post(f"/accounts/{account.slug}/refresh/", {"next": "/somewhere/"})
+def test_refresh_now_queues_a_forced_refresh(staff_client, account, queued):
+    response = staff_client.post(f"/accounts/{account.slug}/refresh/", {"next": "/somewhere/"})
     assert response.status_code == 302 and response["Location"] == "/somewhere/"
     queued.assert_called_once_with(account.pk, "manual", True)
 
 
-def test_refresh_now_refuses_foreign_redirects(owner_client, account, queued):
-    response = owner_client.post(
+def test_refresh_now_refuses_foreign_redirects(staff_client, account, queued):
+    response = staff_client.post(
         f"/accounts/{account.slug}/refresh/", {"next": "https://evil.example/"}
     )
     assert response["Location"] == "/"
@@ -150,16 +135,16 @@ def test_refresh_now_needs_post_and_csrf(account, queued):
     queued.assert_not_called()
 
 
-def test_refresh_now_unknown_account_is_404(owner_client, queued):
-    assert owner_client.post("/accounts/nobody/refresh/").status_code == 404
+def test_refresh_now_unknown_account_is_404(staff_client, queued):
+    assert staff_client.post("/accounts/nobody/refresh/").status_code == 404
 
 
-def test_refresh_now_without_broker_refreshes_in_process(owner_client, account, ig):
+def test_refresh_now_without_broker_refreshes_in_process(staff_client, account, ig):
     fakes.register_refresh(ig)
     with mock.patch(
         "accounts.tasks.refresh_account.delay", side_effect=OperationalError("refused")
     ):
-        response = owner_client.post(f"/accounts/{account.slug}/refresh/", follow=True)
+        response = staff_client.post(f"/accounts/{account.slug}/refresh/", follow=True)
     assert response.status_code == 200
     assert token_of(account).value == fakes.REFRESHED_TOKEN
     attempt = RefreshAttempt.objects.get(account=account)

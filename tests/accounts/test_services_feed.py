@@ -31,11 +31,9 @@ RENDITIONS = 11 * 3 + 3 * 2
 
 
 @pytest.fixture
-def sandbox(sandbox_live, settings):
-    settings.INSTAGRAM_GRAPH_VERSION = "v21.0"
+def sandbox(feed_sandbox, settings):
     settings.FEED_IMAGE_WORKERS = 1  # scripted CDN failures hit a known picture
-    settings.FEED_IMAGE_MAX_BYTES = 1024 * 1024  # sandbox pictures are < 100 kB
-    return sandbox_live
+    return feed_sandbox
 
 
 @pytest.fixture

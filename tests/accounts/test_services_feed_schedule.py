@@ -2,7 +2,6 @@
 its first feed sync once the connection commits (never for one that rolls back,
 never failing it when the broker is down), and the owner hears once about a feed
 that has gone without a good sync for a few periods."""
-# ruff: noqa: F811  (pytest fixtures imported from tests.accounts.connect_support)
 
 import logging
 from datetime import timedelta
@@ -18,7 +17,7 @@ from accounts.models import AlertState, FeedSnapshot, InstagramAccount, Invite
 from accounts.services import feed_schedule, imports, invites, signin
 from accounts.services.accounts import account_disconnect
 from tests import instagram_fakes as fakes
-from tests.accounts.connect_support import agent_settings, ig, instagram_login  # noqa: F401
+from tests.accounts.connect_support import instagram_login
 from tests.factories import make_account
 
 pytestmark = [pytest.mark.django_db, pytest.mark.usefixtures("agent_settings")]
