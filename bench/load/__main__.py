@@ -26,6 +26,17 @@ target is missed.
 Targets (issue 14): 5,000 requests/s for 60 s with zero errors and p99 < 10 ms,
 sends on schedule (lag p99 < 1 ms), web PSS < 150 MB; worker PSS < 200 MB
 (issue 7); beat refreshed tokens and synced feeds during the run.
+
+``--formation one-dyno`` runs the one-dyno formation instead (issue 15): the ``web``
+line alone with ``EMBEDDED_WORKER=True`` (scripts/dyno.py: the web server and the
+worker with beat in one process tree), no Redis (the cache in PostgreSQL, the
+broker in the dyno's folder); the memory figure is the whole dyno's, target
+< 400 MB of a basic dyno's 512 MB. ``--fanout N`` seeds N more accounts (not in
+the rotation) and, once every account's first feed sync has run, makes them all
+due at once as the measured run starts (Instagram answering refreshes after
+100 ms), so the worker fans out N refreshes under the load; memory is then sampled
+from the processes' start, first syncs included. ``--feed-posts`` sets
+FEED_MAX_POSTS (posts mirrored per account).
 """
 
 from __future__ import annotations
@@ -41,9 +52,13 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from harness import procfile_stack as stack
 from harness.processes import HOST, PrivateRedis, StackError, free_port, wait_for
+
+if TYPE_CHECKING:
+    import psycopg
 
 TARGET_RATE = 5000.0
 TARGET_DURATION = 60.0
@@ -51,6 +66,7 @@ TARGET_P99_MS = 10.0
 TARGET_LAG_P99_MS = 1.0
 TARGET_WEB_MB = 150.0
 TARGET_WORKER_MB = 200.0
+TARGET_DYNO_MB = 400.0  # the one-dyno formation, of a basic dyno's 512 MB
 SCRIPT = Path(__file__).with_name("rate.lua")
 
 
@@ -80,23 +96,30 @@ class Aging(threading.Thread):
         with self.pg.connect() as conn:
             while self.slugs and not self._halt.wait(self.every):
                 slug = self.slugs.pop(0)
-                conn.execute(
-                    "UPDATE accounts_accesstoken SET issued_at = now() - interval '8 days', "
-                    "refreshed_at = NULL WHERE account_id = "
-                    "(SELECT id FROM accounts_instagramaccount WHERE slug = %s)",
-                    (slug,),
-                )
-                conn.execute(
-                    "UPDATE accounts_feedsnapshot SET synced_at = synced_at - interval '1 day', "
-                    "attempted_at = attempted_at - interval '1 day' WHERE account_id = "
-                    "(SELECT id FROM accounts_instagramaccount WHERE slug = %s)",
-                    (slug,),
-                )
+                make_due(conn, [slug], feeds=True)
                 self.made_due.append(slug)
 
     def stop(self) -> None:
         self._halt.set()
         self.join(10)
+
+
+def make_due(conn: psycopg.Connection, slugs: list[str], *, feeds: bool) -> None:
+    """Makes these accounts' tokens due (as if eight days had passed for them) and,
+    with ``feeds``, their feeds (as if synced a day ago)."""
+    conn.execute(
+        "UPDATE accounts_accesstoken SET issued_at = now() - interval '8 days', "
+        "refreshed_at = NULL WHERE account_id IN "
+        "(SELECT id FROM accounts_instagramaccount WHERE slug = ANY(%s))",
+        (slugs,),
+    )
+    if feeds:
+        conn.execute(
+            "UPDATE accounts_feedsnapshot SET synced_at = synced_at - interval '1 day', "
+            "attempted_at = attempted_at - interval '1 day' WHERE account_id IN "
+            "(SELECT id FROM accounts_instagramaccount WHERE slug = ANY(%s))",
+            (slugs,),
+        )
 
 
 def beat_work_since(pg: stack.PrivatePostgres, since: float) -> tuple[dict[str, int], int]:
@@ -214,6 +237,21 @@ def main() -> int:
     parser.add_argument(
         "--urls", default="token,feed", help="URL families in the rotation: token and/or feed"
     )
+    parser.add_argument(
+        "--formation",
+        choices=["web+worker", "one-dyno"],
+        default="web+worker",
+        help="web and worker dynos with Redis, or the one dyno without",
+    )
+    parser.add_argument(
+        "--fanout", type=int, default=0, help="accounts made due at once as the run starts"
+    )
+    parser.add_argument(
+        "--fanout-wait", type=float, default=120, help="seconds to wait for the fan-out after"
+    )
+    parser.add_argument(
+        "--feed-posts", type=int, default=50, help="FEED_MAX_POSTS: posts mirrored per account"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the logs directory")
     args = parser.parse_args()
     families = set(args.urls.split(","))
@@ -227,8 +265,9 @@ def main() -> int:
     logdir.mkdir()
     redis = pg = sandbox = web = worker = None
     started = time.monotonic()
+    one_dyno = args.formation == "one-dyno"
     try:
-        redis = PrivateRedis(workdir).start()
+        redis = None if one_dyno else PrivateRedis(workdir).start()
         pg = stack.PrivatePostgres().start()
         sandbox = stack.Sandbox(workdir)
         port = free_port()
@@ -236,24 +275,33 @@ def main() -> int:
         var_dir.mkdir()
         env = stack.agent_env(
             database_url=pg.url,
-            redis_url=redis.url,
+            redis_url=redis.url if redis else "",
             var_dir=var_dir,
             instagram_url=sandbox.base_url,
             secret_key=secrets.token_urlsafe(50),
             port=port,
             REFRESH_TICK_SECONDS=2,
             LOG_LEVEL="WARNING",
+            EMBEDDED_WORKER=one_dyno,
+            FEED_MAX_POSTS=args.feed_posts,
         )
         stack.django_run(env, "manage.py", "migrate", "--noinput", "-v", "0")
         slugs = [f"load-{i}" for i in range(1, args.accounts + 1)]
-        tokens = {s: sandbox.mint(s.replace("-", "_")) for s in slugs}
+        fanned = [f"fan-{i}" for i in range(1, args.fanout + 1)]
+        tokens = {s: sandbox.mint(s.replace("-", "_")) for s in slugs + fanned}
         stack.seed_accounts(env, tokens, ig_user_id_prefix="1784150000")
         web = stack.procfile_process("web", env, logdir).start()
-        worker = stack.procfile_process("worker", env, logdir).start()
+        worker = None if one_dyno else stack.procfile_process("worker", env, logdir).start()
+        groups = {"dyno": web} if worker is None else {"web": web, "worker": worker}
+        # With a fan-out, memory is sampled from here: the first syncs of every
+        # account's feed (pictures mirrored) are part of what the dyno goes through.
+        memory = stack.MemorySampler(groups)
+        if fanned:
+            memory.start()
         wait_for(lambda: stack.web_answers(port, "/token.json"), timeout=90, what="the web process")
         wait_for(
-            lambda: feeds_synced(pg) >= len(slugs),
-            timeout=60 + 10 * len(slugs),
+            lambda: feeds_synced(pg) >= len(tokens),
+            timeout=60 + 10 * len(tokens),
             what="every account's first feed sync",
         )
         requests_file = workdir / "requests.txt"
@@ -263,24 +311,44 @@ def main() -> int:
         procfile = stack.procfile_lines()
         print(f"bench/load on {os.cpu_count()} CPUs, load average {_load_average()}")
         print(f"  web:    {procfile['web']}")
-        print(f"  worker: {procfile['worker']}")
+        print(f"  worker: {procfile['worker']}{' (inside web)' if one_dyno else ''}")
+        services = "PostgreSQL alone (cache in it)" if one_dyno else "PostgreSQL + Redis"
         print(
-            f"  WEB_CONCURRENCY=2, private PostgreSQL + Redis, sandbox Instagram, "
-            f"{len(slugs)} accounts, {len(lines)} requests in rotation "
-            f"({' and '.join(sorted(families))} URLs, 304s included)"
+            f"  {f'{args.formation}, ' if one_dyno else ''}WEB_CONCURRENCY=2, private "
+            f"{services}, sandbox Instagram, {len(slugs)} accounts, {len(lines)} requests "
+            f"in rotation ({' and '.join(sorted(families))} URLs, 304s included)"
+            + (f", fan-out {len(fanned)}, {args.feed_posts} posts per feed" if one_dyno else "")
         )
         load = {"threads": args.threads, "connections": args.connections}
         wrk(port, requests_file, rate=args.rate, duration=args.warmup, **load)
 
-        memory = stack.MemorySampler({"web": web, "worker": worker}).start()
+        if not fanned:
+            memory.start()
         aging = Aging(pg, slugs, args.refresh_every)
         since = time.time()
+        if fanned:
+            sandbox.slow_refresh(0.1)
+            with pg.connect() as conn:
+                make_due(conn, fanned, feeds=False)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
         aging.start()
         figures = wrk(port, requests_file, rate=args.rate, duration=args.duration, **load)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
         aging.stop()
         time.sleep(3)  # let the last due account finish
+        if fanned:  # the fan-out's last refreshes, still sampled
+            try:
+                wait_for(
+                    lambda: (
+                        beat_work_since(pg, since)[0].get("success", 0)
+                        >= len(fanned) + len(aging.made_due)
+                    ),
+                    timeout=args.fanout_wait,
+                    interval=1,
+                    what="the fan-out's refreshes",
+                )
+            except StackError:
+                pass  # reported below: how many were done while memory was sampled
         memory.stop()
         refreshes, synced = beat_work_since(pg, since)
         load_after = _load_average()
@@ -291,8 +359,8 @@ def main() -> int:
         bad = sum(errors.values())
         p99 = figures["latency_ms_p99"]
         lag_p99 = figures["lag_ms_p99"]
-        web_rss, web_pss = _mb(memory.peak_rss["web"]), _mb(memory.peak_pss["web"])
-        wk_rss, wk_pss = _mb(memory.peak_rss["worker"]), _mb(memory.peak_pss["worker"])
+        rss = {name: _mb(memory.peak_rss[name]) for name in groups}
+        pss = {name: _mb(memory.peak_pss[name]) for name in groups}
         client_cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
 
         print()
@@ -317,10 +385,19 @@ def main() -> int:
         print(
             f"  beat during the run: {refreshes.get('success', 0)} token refresh(es) "
             f"(outcomes {refreshes}), {synced} feed sync(s); {len(aging.made_due)} accounts "
-            f"made due"
+            f"made due" + (f" one by one, {len(fanned)} at once" if fanned else "")
         )
-        print(f"  peak memory web:    RSS {web_rss:.0f} MB, PSS {web_pss:.0f} MB (process tree)")
-        print(f"  peak memory worker: RSS {wk_rss:.0f} MB, PSS {wk_pss:.0f} MB (process tree)")
+        if one_dyno:
+            print(
+                f"  peak memory of the dyno: RSS {rss['dyno']:.0f} MB, PSS {pss['dyno']:.0f} MB "
+                "(launcher, web server and worker: the whole process tree)"
+            )
+        else:
+            for name in ("web", "worker"):
+                print(
+                    f"  peak memory {name + ':':7} RSS {rss[name]:.0f} MB, "
+                    f"PSS {pss[name]:.0f} MB (process tree)"
+                )
         print(
             f"  wrk's own CPU: {100 * client_cpu / elapsed:.0f}% of one core; "
             f"load average after: {load_after}"
@@ -336,8 +413,16 @@ def main() -> int:
             ("zero errors", bad == 0),
             (f"p99 < {TARGET_P99_MS:.0f} ms", p99 < TARGET_P99_MS),
             (f"sends on schedule (lag p99 < {TARGET_LAG_P99_MS:.0f} ms)", lag_p99 < 1.0),
-            (f"web < {TARGET_WEB_MB:.0f} MB (PSS)", web_pss < TARGET_WEB_MB),
-            (f"worker < {TARGET_WORKER_MB:.0f} MB (PSS)", wk_pss < TARGET_WORKER_MB),
+        ]
+        memory_targets = (
+            {"dyno": TARGET_DYNO_MB}
+            if one_dyno
+            else {"web": TARGET_WEB_MB, "worker": TARGET_WORKER_MB}
+        )
+        checks += [
+            (f"{name} < {mb:.0f} MB (PSS)", pss[name] < mb) for name, mb in memory_targets.items()
+        ]
+        checks += [
             ("beat refreshed tokens during the run", refreshes.get("success", 0) > 0),
             ("beat synced feeds during the run", synced > 0),
         ]
