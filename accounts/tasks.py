@@ -1,14 +1,15 @@
-"""Celery tasks: thin wrappers around the refresh and feed services that own the
-retry policy.
+"""Celery tasks: thin wrappers around the refresh and feed services that own the retry
+policy.
 
 Beat's one entry (``CELERY_BEAT_SCHEDULE`` in settings) runs
 ``refresh_due_accounts`` every ``REFRESH_TICK_SECONDS``; it does the housekeeping
 (heartbeat, pruning, expired sessions once an hour, alerts) and fans out one
-``refresh_account`` per due token and one ``sync_feed`` per due feed. Tasks are
-acknowledged late and are idempotent (a refresh claims its account and re-checks
-that it is due, a sync claims its feed and re-checks it too), so a redelivered or
-duplicated task is harmless. Each task imports its service inside its body
-(services import the tasks they queue; this keeps the import one-way).
+``refresh_accounts`` per batch of due tokens and one ``sync_feed`` per due feed.
+Tasks are acknowledged late (a batch excepted, see there) and are idempotent (a
+refresh claims its account and re-checks that it is due, a sync claims its feed and
+re-checks it too), so a redelivered or duplicated task is harmless. Each task
+imports its service inside its body (services import the tasks they queue; this
+keeps the import one-way).
 """
 
 from __future__ import annotations
@@ -72,18 +73,20 @@ def _seconds_until(moment: datetime | None) -> int:
 
 @shared_task(bind=True, ignore_result=True, acks_late=True, max_retries=None)
 def refresh_account(
-    self: Task, account_id: int, trigger: str = RefreshAttempt.Trigger.BEAT, force: bool = False
+    self: Task,
+    account_id: int,
+    trigger: str = RefreshAttempt.Trigger.BEAT,
+    force: bool = False,
+    tried: int = 0,
 ) -> str:
     """Refresh one account. Transient errors retry with backoff and jitter, rate
     limits after Instagram's hint (or a long backoff), malformed answers a few
-    times; then the owner is told. Permanent errors are settled by the service."""
-    from accounts.services.refresh import (
-        RefreshInProgress,
-        token_refresh_by_id,
-        token_refresh_give_up,
-    )
+    times; then the owner is told. Permanent errors are settled by the service.
+    ``tried``: attempts already made elsewhere (a batch's first one)."""
+    from accounts.services.refresh import RefreshInProgress, token_refresh_by_id
+    from accounts.services.refresh_outcomes import token_refresh_give_up
 
-    retries = self.request.retries
+    retries = self.request.retries + tried
     try:
         attempt = token_refresh_by_id(
             account_id=account_id, trigger=trigger, force=force, attempt=retries + 1
@@ -102,6 +105,28 @@ def refresh_account(
             return "failed"
         raise self.retry(countdown=retry_countdown(exc, retries)) from None
     return "missing" if attempt is None else attempt.outcome
+
+
+# Acknowledged on receipt, unlike the others: a batch runs for seconds, and a lost
+# one costs nothing (its claims lapse and the next tick queues the accounts again,
+# still due), while Redis vanishing under a long unacknowledged message can take
+# the worker down with it (kombu's restore of unacked messages).
+@shared_task(ignore_result=True, acks_late=False)
+def refresh_accounts(account_ids: list[int], trigger: str = RefreshAttempt.Trigger.BEAT) -> dict:
+    """Refresh a batch of due accounts (beat's fan-out,
+    ``services/refresh_batch.py``); each retryable failure is retried on its own as
+    a ``refresh_account`` that counts the batch's attempt. Returns how many
+    accounts ended each way."""
+    from collections import Counter
+
+    from accounts.services.refresh_batch import token_refresh_batch
+
+    result = token_refresh_batch(account_ids=account_ids, trigger=trigger)
+    for account_id, error in result.retry:
+        refresh_account.apply_async(
+            (account_id, trigger, False, 1), countdown=retry_countdown(error, 0)
+        )
+    return dict(Counter(result.outcomes.values()))
 
 
 @shared_task(
@@ -146,18 +171,18 @@ def sync_feed(self: Task, account_id: int, force: bool = False) -> str:
 @shared_task(ignore_result=True)
 def refresh_due_accounts(trigger: str = RefreshAttempt.Trigger.BEAT) -> int:
     """The periodic job: heartbeat, housekeeping, alerts, then one
-    ``refresh_account`` per due token and one ``sync_feed`` per due feed. Returns
+    ``refresh_accounts`` per batch of due tokens and one ``sync_feed`` per due feed. Returns
     how many refreshes were queued."""
     from accounts.selectors.feed_status import feed_accounts_due
     from accounts.services.feed_schedule import feed_sync_queue
     from accounts.services.refresher import (
-        refresh_queue,
+        refresh_queue_batches,
         refresher_heartbeat_set_queued,
         refresher_tick,
     )
 
     tick = refresher_tick()
-    queued = refresh_queue(account_ids=tick.due, trigger=trigger)
+    queued = refresh_queue_batches(account_ids=tick.due, trigger=trigger)
     refresher_heartbeat_set_queued(heartbeat=tick.heartbeat, queued=queued)
     feeds = feed_sync_queue(account_ids=[a.pk for a in feed_accounts_due()])
     logger.info(

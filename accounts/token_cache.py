@@ -36,7 +36,7 @@ import logging
 import operator
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TypeVar
 
 from django.conf import settings
@@ -199,6 +199,14 @@ def invalidate(account: InstagramAccount, *, slugs: tuple[str, ...] = ()) -> Non
     and any earlier one it was served under, plus ``slugs``) and as the default.
     Only for writes that bypass the receivers (queryset ``.update()``)."""
     _drop({account.pk: {account.slug, *slugs}})
+
+
+def invalidate_on_commit(accounts: Iterable[InstagramAccount]) -> None:
+    """Drop every cached copy serving these accounts once the current transaction
+    commits, as the receivers would have for each: for a batch that writes many
+    accounts and tokens with queryset ``update()``/``bulk_update()`` (no signals)."""
+    for account in accounts:
+        _schedule(account.pk, account.slug)
 
 
 # --- The receivers: one invalidation per committed transaction ---------------------------

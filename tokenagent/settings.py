@@ -384,6 +384,26 @@ INSTAGRAM_APP_SECRET = env.str("INSTAGRAM_APP_SECRET", default="")
 INSTAGRAM_GRAPH_VERSION = env.str("INSTAGRAM_GRAPH_VERSION", default="v21.0")
 INSTAGRAM_CONNECT_TIMEOUT = env.float("INSTAGRAM_CONNECT_TIMEOUT", default=5.0)
 INSTAGRAM_READ_TIMEOUT = env.float("INSTAGRAM_READ_TIMEOUT", default=20.0)
+# Beat's fan-out refreshes this many accounts per task (accounts/services/
+# refresh_batch.py), asking Instagram on up to REFRESH_BATCH_THREADS threads at once:
+# a few queries per batch instead of a handful per account. 10,000 due accounts took
+# 105 s one task each, and ... s in batches (bench/refresh_fanout). A batch's worst case,
+# every call timing out, must end within the task's soft time limit.
+REFRESH_BATCH_SIZE = _bounded_int(
+    "REFRESH_BATCH_SIZE", default=32, low=1, high=500, why="accounts per refresh task"
+)
+REFRESH_BATCH_THREADS = _bounded_int(
+    "REFRESH_BATCH_THREADS", default=16, low=1, high=64, why="Instagram calls at once per batch"
+)
+_BATCH_WORST = -(-REFRESH_BATCH_SIZE // REFRESH_BATCH_THREADS) * (
+    INSTAGRAM_CONNECT_TIMEOUT + INSTAGRAM_READ_TIMEOUT
+)
+if _BATCH_WORST >= CELERY_TASK_SOFT_TIME_LIMIT:
+    raise ImproperlyConfigured(
+        f"REFRESH_BATCH_SIZE / REFRESH_BATCH_THREADS rounds of Instagram's timeouts take up "
+        f"to {_BATCH_WORST:.0f} s, beyond a task's {CELERY_TASK_SOFT_TIME_LIMIT} s: use more "
+        "threads, smaller batches or shorter INSTAGRAM_*_TIMEOUTs."
+    )
 INSTAGRAM_USER_AGENT = env.str(
     "INSTAGRAM_USER_AGENT",
     default="tokenagent/0.1 (self-hosted Instagram token refresher; Django)",

@@ -12,11 +12,12 @@ job's housekeeping (heartbeat, pruning, fan-out) is :mod:`accounts.services.refr
   (:func:`~accounts.services.refresh_claim.account_update`), so the token cache's
   receivers (:mod:`accounts.token_cache`) drop the served entry after commit; only
   the claim, which nothing serves, is a bare conditional UPDATE.
-- Errors are classified by the typed client errors. Permanent ones (invalid
-  token, lost permission, configuration) are settled here; retryable ones
-  (transient, rate limit, malformed answer) are recorded and re-raised so the
-  Celery task can schedule the retry; :func:`token_refresh_give_up` settles
-  them once the retries are spent.
+- Errors are classified by the typed client errors and settled by
+  :mod:`accounts.services.refresh_outcomes`: permanent ones at once, retryable
+  ones (transient, rate limit, malformed answer) recorded and re-raised so the
+  Celery task can schedule the retry.
+
+Beat's fan-out refreshes many accounts per task: :mod:`accounts.services.refresh_batch`.
 """
 
 from __future__ import annotations
@@ -27,21 +28,27 @@ from datetime import datetime
 from django.db import transaction
 from django.utils import timezone
 
-from accounts import alerts, instagram
+from accounts import instagram
 from accounts.crypto import InvalidToken
 from accounts.models import AccessToken, InstagramAccount, RefreshAttempt
-from accounts.refresh_policy import (
-    safety_window,
-    token_is_due,
-    token_next_refresh_at,
-)
+from accounts.refresh_policy import token_is_due, token_next_refresh_at
 from accounts.services.refresh_claim import (
     account_refresh_claim,
     account_refresh_release,
     account_update,
 )
+from accounts.services.refresh_outcomes import (
+    NEWER_TOKEN_KEPT,
+    is_retryable,
+    record_attempt,
+    settle_permanent,
+    settle_retryable,
+    skip_attempt,
+    success_clear_alerts,
+    success_message,
+    undecryptable,
+)
 from accounts.services.tokens import token_store
-from tokenagent.redaction import redact
 
 logger = logging.getLogger(__name__)
 
@@ -59,80 +66,6 @@ class RefreshInProgress(Exception):  # noqa: N818 (a state, not a failure)
 
 
 # --- One refresh ---------------------------------------------------------------------------
-
-
-def _record(
-    *,
-    account: InstagramAccount,
-    outcome: str,
-    trigger: str,
-    started_at: datetime,
-    attempt: int,
-    error: instagram.InstagramError | None = None,
-    message: str = "",
-) -> RefreshAttempt:
-    return RefreshAttempt.objects.create(
-        account=account,
-        outcome=outcome,
-        trigger=trigger,
-        started_at=started_at,
-        finished_at=timezone.now(),
-        attempt=attempt,
-        error_class=type(error).__name__ if error else "",
-        ig_code=error.code if error else None,
-        ig_subcode=error.subcode if error else None,
-        message=redact(error.describe() if error else message)[:2000],
-    )
-
-
-def _skip(
-    *, account: InstagramAccount, trigger: str, now: datetime, message: str, record: bool
-) -> RefreshAttempt:
-    attempt = RefreshAttempt(
-        account=account,
-        outcome=Outcome.SKIPPED,
-        trigger=trigger,
-        started_at=now,
-        finished_at=now,
-        message=message,
-    )
-    if record:
-        attempt.save()
-    return attempt
-
-
-def _set_error(
-    *, account: InstagramAccount, error: instagram.InstagramError, **fields: object
-) -> None:
-    account_update(
-        account=account,
-        last_error=redact(error.describe())[:2000],
-        last_error_at=timezone.now(),
-        **fields,
-    )
-
-
-_CLASS_OUTCOMES: list[tuple[type[instagram.InstagramError], str]] = [
-    (instagram.InstagramRateLimitError, Outcome.RATE_LIMITED),
-    (instagram.InstagramTransientError, Outcome.TRANSIENT),
-    (instagram.InstagramMalformedResponseError, Outcome.MALFORMED),
-    (instagram.InstagramAuthError, Outcome.INVALID_TOKEN),
-    (instagram.InstagramPermissionError, Outcome.PERMISSION),
-    (instagram.InstagramConfigurationError, Outcome.CONFIGURATION),
-    (instagram.InstagramError, Outcome.ERROR),
-]
-
-
-def outcome_for(error: instagram.InstagramError) -> str:
-    for cls, outcome in _CLASS_OUTCOMES:
-        if isinstance(error, cls):
-            return outcome
-    return Outcome.ERROR  # pragma: no cover (InstagramError is last in the table)
-
-
-def is_retryable(error: instagram.InstagramError) -> bool:
-    """Transient, rate-limited and malformed answers are worth another try."""
-    return error.retryable
 
 
 def token_refresh(
@@ -161,7 +94,7 @@ def token_refresh(
     if claim is None:
         account.refresh_from_db()
         if account.status == InstagramAccount.Status.DISCONNECTED:
-            return _skip(
+            return skip_attempt(
                 account=account,
                 trigger=trigger,
                 now=now,
@@ -169,7 +102,7 @@ def token_refresh(
                 record=force,
             )
         if account.status == InstagramAccount.Status.NEEDS_RECONNECT and not force:
-            return _skip(
+            return skip_attempt(
                 account=account,
                 trigger=trigger,
                 now=now,
@@ -221,7 +154,7 @@ def _refresh_claimed(
     try:
         token = AccessToken.objects.select_related("account").get(account_id=account.pk)
     except AccessToken.DoesNotExist:
-        return _skip(
+        return skip_attempt(
             account=account,
             trigger=trigger,
             now=now,
@@ -231,7 +164,7 @@ def _refresh_claimed(
     account = token.account
     if not force and not token_is_due(token=token, account=account, now=now):
         next_at = token_next_refresh_at(token=token, account=account)
-        return _skip(
+        return skip_attempt(
             account=account,
             trigger=trigger,
             now=now,
@@ -241,11 +174,8 @@ def _refresh_claimed(
     try:
         current = token.value
     except InvalidToken as exc:
-        error = instagram.InstagramConfigurationError(
-            f"The stored token cannot be decrypted ({type(exc).__name__}); "
-            "check TOKEN_ENCRYPTION_KEY/SECRET_KEY."
-        )
-        return _settle_permanent(
+        error = undecryptable(exc)
+        return settle_permanent(
             account=account, trigger=trigger, now=now, attempt=attempt, error=error
         )
 
@@ -253,7 +183,7 @@ def _refresh_claimed(
         grant = instagram.refresh_long_lived(access_token=current)
     except instagram.InstagramTokenTooYoungError as exc:
         logger.info("refresh of %s skipped: Instagram says the token is too young", account.slug)
-        return _record(
+        return record_attempt(
             account=account,
             outcome=Outcome.SKIPPED,
             trigger=trigger,
@@ -263,25 +193,9 @@ def _refresh_claimed(
         )
     except instagram.InstagramError as exc:
         if is_retryable(exc):
-            logger.warning(
-                "refresh of %s failed (%s, attempt %s): %s",
-                account.slug,
-                type(exc).__name__,
-                attempt,
-                exc.describe(),
-            )
-            with transaction.atomic():
-                _record(
-                    account=account,
-                    outcome=outcome_for(exc),
-                    trigger=trigger,
-                    started_at=now,
-                    attempt=attempt,
-                    error=exc,
-                )
-                _set_error(account=account, error=exc)
+            settle_retryable(account=account, trigger=trigger, now=now, attempt=attempt, error=exc)
             raise
-        return _settle_permanent(
+        return settle_permanent(
             account=account, trigger=trigger, now=now, attempt=attempt, error=exc
         )
 
@@ -297,11 +211,11 @@ def _refresh_claimed(
         )
         if stored is None:
             # A reconnect or another writer stored a newer token meanwhile: theirs wins.
-            return _skip(
+            return skip_attempt(
                 account=account,
                 trigger=trigger,
                 now=now,
-                message="A newer token was stored while this refresh ran; kept it.",
+                message=NEWER_TOKEN_KEPT,
                 record=True,
             )
         had_error = bool(account.last_error)
@@ -312,70 +226,16 @@ def _refresh_claimed(
             last_error_at=None,
             refresh_locked_until=None,
         )
-        result = _record(
+        result = record_attempt(
             account=account,
             outcome=Outcome.SUCCESS,
             trigger=trigger,
             started_at=now,
             attempt=attempt,
-            message=f"Refreshed; expires {grant.expires_at:%Y-%m-%d %H:%M} UTC.",
+            message=success_message(grant),
         )
-        if had_error or token.expires_at - now <= safety_window():
-            # Only then can a failure or an expiring-soon alert be standing.
-            alerts.alerts_clear(
-                keys=[alerts.refresh_failed_key(account), alerts.expiring_key(account)]
-            )
+        success_clear_alerts(
+            account=account, had_error=had_error, old_expires_at=token.expires_at, now=now
+        )
     logger.info("refreshed token of %s (expires %s)", account.slug, grant.expires_at.isoformat())
     return result
-
-
-def _settle_permanent(
-    *,
-    account: InstagramAccount,
-    trigger: str,
-    now: datetime,
-    attempt: int,
-    error: instagram.InstagramError,
-) -> RefreshAttempt:
-    """Invalid token / lost permission: needs_reconnect and alert now. Configuration
-    and unknown errors: no retry, alert now, the account stays active."""
-    outcome = outcome_for(error)
-    reconnect = isinstance(error, instagram.InstagramAuthError | instagram.InstagramPermissionError)
-    logger.warning(
-        "refresh of %s failed for good (%s): %s", account.slug, outcome, error.describe()
-    )
-    with transaction.atomic():
-        result = _record(
-            account=account,
-            outcome=outcome,
-            trigger=trigger,
-            started_at=now,
-            attempt=attempt,
-            error=error,
-        )
-        if reconnect:
-            _set_error(account=account, error=error, status=InstagramAccount.Status.NEEDS_RECONNECT)
-        else:
-            _set_error(account=account, error=error)
-        alerts.alert_refresh_failed(account=account, error=error, needs_reconnect=reconnect)
-    return result
-
-
-def token_refresh_give_up(
-    *, account: InstagramAccount, error: instagram.InstagramError, attempts: int
-) -> None:
-    """The retries for a retryable error are spent: tell the owner (once).
-
-    The account stays active and keeps its token; beat tries again after
-    ``REFRESH_FAILURE_COOLDOWN_SECONDS``."""
-    logger.error(
-        "refresh of %s failed for good after %s attempts: %s",
-        account.slug,
-        attempts,
-        error.describe(),
-    )
-    with transaction.atomic():
-        _set_error(account=account, error=error)
-        alerts.alert_refresh_failed(
-            account=account, error=error, needs_reconnect=False, attempts=attempts
-        )

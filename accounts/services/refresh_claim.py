@@ -13,10 +13,11 @@ see it.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from datetime import datetime, timedelta
 
 from django.conf import settings
+from django.db import transaction
 from django.db.models import Q
 
 from accounts.models import InstagramAccount
@@ -29,14 +30,41 @@ def account_refresh_claim(
     someone else holds a live claim (or its status is not in ``statuses``). One
     conditional UPDATE: it matches only an unclaimed (or lapsed) row."""
     until = now + timedelta(seconds=settings.REFRESH_LOCK_SECONDS)
-    rows = InstagramAccount.objects.filter(pk=account.pk).filter(
-        Q(refresh_locked_until__isnull=True) | Q(refresh_locked_until__lt=now)
-    )
-    if statuses is not None:
-        rows = rows.filter(status__in=statuses)
+    rows = InstagramAccount.objects.filter(_claimable(now, statuses), pk=account.pk)
     if not rows.update(refresh_locked_until=until):
         return None
     return until
+
+
+def _claimable(now: datetime, statuses: Collection[str] | None) -> Q:
+    unclaimed = Q(refresh_locked_until__isnull=True) | Q(refresh_locked_until__lt=now)
+    return unclaimed & Q(status__in=statuses) if statuses is not None else unclaimed
+
+
+def accounts_refresh_claim(
+    *, account_ids: Iterable[int], now: datetime, statuses: Collection[str]
+) -> tuple[datetime, list[int]]:
+    """Claim many accounts at once for a batch of refreshes: returns the claim's
+    expiry and the ids it took (those unclaimed, in ``statuses``; the others are
+    left to whoever holds them). PostgreSQL locks the matching rows (``SKIP
+    LOCKED``: a row another claim is writing is simply not taken) and marks them in
+    the same transaction; SQLite serialises the two statements' writers anyway."""
+    until = now + timedelta(seconds=settings.REFRESH_LOCK_SECONDS)
+    with transaction.atomic():
+        rows = InstagramAccount.objects.filter(_claimable(now, statuses), pk__in=list(account_ids))
+        taken = list(
+            rows.select_for_update(skip_locked=True).order_by("pk").values_list("pk", flat=True)
+        )
+        if taken:
+            rows.filter(pk__in=taken).update(refresh_locked_until=until)
+    return until, taken
+
+
+def accounts_refresh_release(*, account_ids: Iterable[int], claim: datetime) -> None:
+    """Give a batch's claims back (those it still holds)."""
+    InstagramAccount.objects.filter(pk__in=list(account_ids), refresh_locked_until=claim).update(
+        refresh_locked_until=None
+    )
 
 
 def account_refresh_release(*, account: InstagramAccount, claim: datetime) -> None:

@@ -21,6 +21,7 @@ from accounts.selectors.refresh import accounts_due_for_refresh, heartbeat_last
 from accounts.services.feed import feed_images_sweep
 from accounts.services.feed_schedule import alerts_check_feeds
 from accounts.tasks import refresh_account as refresh_account_task
+from accounts.tasks import refresh_accounts as refresh_accounts_task
 
 logger = logging.getLogger(__name__)
 
@@ -134,4 +135,18 @@ def refresh_queue(
     in-process refresh)."""
     for account_id in account_ids:
         refresh_account_task.delay(account_id, trigger, force)
+    return len(account_ids)
+
+
+def refresh_queue_batches(
+    *, account_ids: list[int], trigger: str = RefreshAttempt.Trigger.BEAT
+) -> int:
+    """Beat's fan-out: queue one ``refresh_accounts`` per ``REFRESH_BATCH_SIZE``
+    due accounts (services/refresh_batch.py: a few queries per batch instead of a
+    handful per account, Instagram asked on several threads). One account's
+    failure still never delays another: each is settled on its own, and retried
+    on its own. Returns how many accounts were queued."""
+    size = settings.REFRESH_BATCH_SIZE
+    for start in range(0, len(account_ids), size):
+        refresh_accounts_task.delay(account_ids[start : start + size], trigger)
     return len(account_ids)

@@ -55,15 +55,37 @@ def token_store(
         if expected_version is not None and (token is None or token.version != expected_version):
             return None
         token = token or AccessToken(account=account, version=0)
-        token.value = access_token
-        token.issued_at = issued_at or now
-        token.expires_at = expires_at
-        token.permissions = list(permissions) or token.permissions or []
-        token.version += 1
-        if refreshed:
-            token.refreshed_at = now
+        token_apply(
+            token,
+            access_token=access_token,
+            expires_at=expires_at,
+            issued_at=issued_at or now,
+            permissions=permissions,
+            refreshed_at=now if refreshed else None,
+        )
         token.save()
     return token
+
+
+def token_apply(
+    token: AccessToken,
+    *,
+    access_token: str,
+    expires_at: datetime,
+    issued_at: datetime,
+    permissions: list[str] | tuple[str, ...] = (),
+    refreshed_at: datetime | None = None,
+) -> None:
+    """Put a new grant on ``token`` (unsaved) and bump its version: the one place
+    that says what storing a token changes (``token_store``, and a batch of
+    refreshes that saves its tokens at once)."""
+    token.value = access_token
+    token.issued_at = issued_at
+    token.expires_at = expires_at
+    token.permissions = list(permissions) or token.permissions or []
+    token.version += 1
+    if refreshed_at is not None:
+        token.refreshed_at = refreshed_at
 
 
 def tokens_rotate_key() -> RotateResult:

@@ -19,6 +19,7 @@ from accounts.models import (
 )
 from accounts.services import refresh as svc
 from accounts.services import refresh_claim as claims
+from accounts.services import refresh_outcomes as outcomes
 from accounts.services.tokens import token_store
 from tests import instagram_fakes as fakes
 from tests.accounts.refresh_support import (
@@ -155,7 +156,7 @@ def test_retryable_failures_are_recorded_and_raised_keeping_the_token(
     with pytest.raises(instagram.InstagramError) as info:
         svc.token_refresh(account=account, trigger="beat")
     assert exc in type(info.value).__name__
-    assert svc.is_retryable(info.value)
+    assert outcomes.is_retryable(info.value)
     assert token_of(account).value == OLD_TOKEN
     attempt = RefreshAttempt.objects.get(account=account)
     assert attempt.outcome == outcome
@@ -239,7 +240,7 @@ def test_no_refresh_path_writes_an_account_with_a_queryset_update(ig, account, m
         svc.token_refresh(account=account, trigger="beat")
     add_refresh_error(ig, code=190)
     svc.token_refresh(account=account, trigger="beat")
-    svc.token_refresh_give_up(
+    outcomes.token_refresh_give_up(
         account=account, error=instagram.InstagramTransientError("x"), attempts=3
     )
     account.refresh_from_db()
@@ -293,7 +294,7 @@ def test_give_up_alerts_once_and_keeps_token(
     error = instagram.InstagramTransientError("Instagram answered HTTP 500", status=500)
     for _ in range(2):
         with django_capture_on_commit_callbacks(execute=True):
-            svc.token_refresh_give_up(account=account, error=error, attempts=6)
+            outcomes.token_refresh_give_up(account=account, error=error, attempts=6)
     assert len(mail.outbox) == 1
     assert "after 6 attempts" in mail.outbox[0].body
     assert token_of(account).value == OLD_TOKEN

@@ -397,3 +397,31 @@ def test_a_feed_setting_out_of_bounds_stops_startup(tmp_path, name, value, says)
     out = load(tmp_path, name, **{name: value}, **PROD)
     assert out["__error__"] == "ImproperlyConfigured"
     assert name in out["message"] and says in out["message"]
+
+
+def test_refresh_batches_default_to_32_accounts_on_16_threads(tmp_path):
+    out = load(tmp_path, "REFRESH_BATCH_SIZE", "REFRESH_BATCH_THREADS", **PROD)
+    assert out == {"REFRESH_BATCH_SIZE": 32, "REFRESH_BATCH_THREADS": 16}
+
+
+@pytest.mark.parametrize(
+    ("env", "says"),
+    [
+        ({"REFRESH_BATCH_SIZE": "0"}, "REFRESH_BATCH_SIZE must be between 1 and 500"),
+        ({"REFRESH_BATCH_SIZE": "lots"}, "REFRESH_BATCH_SIZE must be a whole number"),
+        ({"REFRESH_BATCH_THREADS": "65"}, "REFRESH_BATCH_THREADS must be between 1 and 64"),
+        # Every call timing out (5 s + 20 s) five rounds in a row outlasts the task.
+        (
+            {"REFRESH_BATCH_SIZE": "80", "REFRESH_BATCH_THREADS": "16"},
+            "take up to 125 s, beyond a task's 120 s",
+        ),
+        (
+            {"REFRESH_BATCH_SIZE": "32", "INSTAGRAM_READ_TIMEOUT": "60"},
+            "take up to 130 s",
+        ),
+    ],
+)
+def test_a_refresh_batch_that_could_outlast_its_task_stops_startup(tmp_path, env, says):
+    out = load(tmp_path, "REFRESH_BATCH_SIZE", **env, **PROD)
+    assert out["__error__"] == "ImproperlyConfigured"
+    assert says in out["message"]
