@@ -63,7 +63,7 @@ bench-token: install
 	$(BIN)/pip install -q "$$(grep '^gunicorn==' requirements-dev.txt | cut -d' ' -f1)"
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/python -m bench.token_endpoints $(ARGS)
 
-# 10,000 due accounts, Instagram answering after 100 ms, one Celery worker (threads
+# 10,000 due accounts in beat's batches, Instagram answering after 100 ms, one Celery worker (threads
 # pool): accounts/s, total time, worker peak RSS. Needs a running PostgreSQL on
 # 127.0.0.1:5432 (or BENCH_DATABASE_URL) and redis-server (installed if missing).
 # Quick run: make bench-refresh ARGS="--accounts 100"
