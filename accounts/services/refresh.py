@@ -22,7 +22,6 @@ Beat's fan-out refreshes many accounts per task: :mod:`accounts.services.refresh
 
 from __future__ import annotations
 
-import logging
 from datetime import datetime
 
 from django.db import transaction
@@ -39,18 +38,18 @@ from accounts.services.refresh_claim import (
 )
 from accounts.services.refresh_outcomes import (
     NEWER_TOKEN_KEPT,
+    NO_TOKEN,
     is_retryable,
+    log_refreshed,
     record_attempt,
+    settle_failure,
     settle_permanent,
-    settle_retryable,
     skip_attempt,
     success_clear_alerts,
     success_message,
     undecryptable,
 )
 from accounts.services.tokens import token_store
-
-logger = logging.getLogger(__name__)
 
 Outcome = RefreshAttempt.Outcome
 Trigger = RefreshAttempt.Trigger
@@ -158,7 +157,7 @@ def _refresh_claimed(
             account=account,
             trigger=trigger,
             now=now,
-            message="The account has no token; connect it again.",
+            message=NO_TOKEN,
             record=True,
         )
     account = token.account
@@ -181,23 +180,13 @@ def _refresh_claimed(
 
     try:
         grant = instagram.refresh_long_lived(access_token=current)
-    except instagram.InstagramTokenTooYoungError as exc:
-        logger.info("refresh of %s skipped: Instagram says the token is too young", account.slug)
-        return record_attempt(
-            account=account,
-            outcome=Outcome.SKIPPED,
-            trigger=trigger,
-            started_at=now,
-            attempt=attempt,
-            error=exc,
-        )
     except instagram.InstagramError as exc:
-        if is_retryable(exc):
-            settle_retryable(account=account, trigger=trigger, now=now, attempt=attempt, error=exc)
-            raise
-        return settle_permanent(
+        settled = settle_failure(
             account=account, trigger=trigger, now=now, attempt=attempt, error=exc
         )
+        if is_retryable(exc):
+            raise
+        return settled
 
     with transaction.atomic():
         stored = token_store(
@@ -237,5 +226,5 @@ def _refresh_claimed(
         success_clear_alerts(
             account=account, had_error=had_error, old_expires_at=token.expires_at, now=now
         )
-    logger.info("refreshed token of %s (expires %s)", account.slug, grant.expires_at.isoformat())
+    log_refreshed(account, grant)
     return result

@@ -23,7 +23,6 @@ wins, and the claims are given back on every way out.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -40,8 +39,6 @@ from accounts.refresh_policy import token_is_due
 from accounts.services import refresh_outcomes
 from accounts.services.refresh_claim import accounts_refresh_claim, accounts_refresh_release
 from accounts.services.tokens import token_apply
-
-logger = logging.getLogger(__name__)
 
 Outcome = RefreshAttempt.Outcome
 # Not attempts, so not in the history: someone else holds the account (or it is
@@ -122,7 +119,7 @@ def _due_calls(
                     account=account,
                     trigger=trigger,
                     now=now,
-                    message="The account has no token; connect it again.",
+                    message=refresh_outcomes.NO_TOKEN,
                     record=True,
                 ).outcome
             continue
@@ -169,27 +166,12 @@ def _settle_failure(
     result: BatchResult,
 ) -> None:
     account = call.account
-    if isinstance(error, instagram.InstagramTokenTooYoungError):
-        logger.info("refresh of %s skipped: Instagram says the token is too young", account.slug)
-        refresh_outcomes.record_attempt(
-            account=account,
-            outcome=Outcome.SKIPPED,
-            trigger=trigger,
-            started_at=now,
-            attempt=1,
-            error=error,
-        )
-        result.outcomes[account.pk] = Outcome.SKIPPED
-    elif error.retryable:
-        refresh_outcomes.settle_retryable(
-            account=account, trigger=trigger, now=now, attempt=1, error=error
-        )
-        result.outcomes[account.pk] = refresh_outcomes.outcome_for(error)
+    settled = refresh_outcomes.settle_failure(
+        account=account, trigger=trigger, now=now, attempt=1, error=error
+    )
+    result.outcomes[account.pk] = settled.outcome
+    if refresh_outcomes.is_retryable(error):
         result.retry.append((account.pk, error))
-    else:
-        result.outcomes[account.pk] = refresh_outcomes.settle_permanent(
-            account=account, trigger=trigger, now=now, attempt=1, error=error
-        ).outcome
 
 
 def _commit_successes(
@@ -266,6 +248,4 @@ def _commit_successes(
         ).outcome
     for call, _, grant in stored:
         result.outcomes[call.account.pk] = Outcome.SUCCESS
-        logger.info(
-            "refreshed token of %s (expires %s)", call.account.slug, grant.expires_at.isoformat()
-        )
+        refresh_outcomes.log_refreshed(call.account, grant)

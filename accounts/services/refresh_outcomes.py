@@ -29,6 +29,7 @@ logger = logging.getLogger(__name__)
 Outcome = RefreshAttempt.Outcome
 
 NEWER_TOKEN_KEPT = "A newer token was stored while this refresh ran; kept it."  # noqa: S105
+NO_TOKEN = "The account has no token; connect it again."  # noqa: S105
 
 
 def undecryptable(exc: InvalidToken) -> instagram.InstagramConfigurationError:
@@ -172,7 +173,7 @@ def settle_retryable(
     now: datetime,
     attempt: int,
     error: instagram.InstagramError,
-) -> None:
+) -> RefreshAttempt:
     """A transient, rate-limited or malformed answer: record it and keep the error on
     the account; the caller schedules the retry."""
     logger.warning(
@@ -183,7 +184,7 @@ def settle_retryable(
         error.describe(),
     )
     with transaction.atomic():
-        record_attempt(
+        result = record_attempt(
             account=account,
             outcome=outcome_for(error),
             trigger=trigger,
@@ -192,6 +193,36 @@ def settle_retryable(
             error=error,
         )
         set_error(account=account, error=error)
+    return result
+
+
+def settle_failure(
+    *,
+    account: InstagramAccount,
+    trigger: str,
+    now: datetime,
+    attempt: int,
+    error: instagram.InstagramError,
+) -> RefreshAttempt:
+    """Instagram refused a refresh: a token too young is skipped quietly, a
+    retryable error recorded (``error.retryable``: the caller retries), any other
+    settled for good."""
+    if isinstance(error, instagram.InstagramTokenTooYoungError):
+        logger.info("refresh of %s skipped: Instagram says the token is too young", account.slug)
+        return record_attempt(
+            account=account,
+            outcome=Outcome.SKIPPED,
+            trigger=trigger,
+            started_at=now,
+            attempt=attempt,
+            error=error,
+        )
+    settle = settle_retryable if is_retryable(error) else settle_permanent
+    return settle(account=account, trigger=trigger, now=now, attempt=attempt, error=error)
+
+
+def log_refreshed(account: InstagramAccount, grant: instagram.TokenGrant) -> None:
+    logger.info("refreshed token of %s (expires %s)", account.slug, grant.expires_at.isoformat())
 
 
 def token_refresh_give_up(
